@@ -1,0 +1,254 @@
+//! Types shared by the eBPF programs (`copytrace-ebpf`) and user space (`copytrace`).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding so that the bytes the kernel writes into
+//! a map are exactly the bytes user space reads back: a hash key with implicit padding would hash
+//! garbage and split one logical row into several.
+#![no_std]
+
+/// Kernel paths a byte can take. A row in the stats map belongs to exactly one path.
+pub mod path {
+    /// A system call, paired enter/exit: `count` calls, `bytes` = sum of positive return values.
+    pub const SYSCALL: u16 = 0;
+    /// `sock_sendmsg()` returning (tracepoint `sock:sock_send_length`), `bytes` = positive `ret`.
+    pub const SOCK_SEND: u16 = 1;
+    /// `sock_recvmsg()` returning (tracepoint `sock:sock_recv_length`).
+    pub const SOCK_RECV: u16 = 2;
+    /// `tcp_sendmsg()`: one row per call, bytes accepted, time inside.
+    pub const TCP_SENDMSG: u16 = 3;
+    /// Bytes the CPU copied from user memory into kernel buffers on the send path.
+    pub const COPY_FROM_USER: u16 = 4;
+    /// Bytes attached to skbs by reference (MSG_ZEROCOPY) instead of being copied.
+    pub const ZEROCOPY: u16 = 5;
+    /// User pages pinned for zero-copy (`count` = calls, `bytes` = pages).
+    pub const PIN_PAGES: u16 = 6;
+    /// Bytes the kernel copied *later* out of pinned user pages (`skb_copy_ubufs`).
+    pub const DEFERRED_COPY: u16 = 7;
+    /// Bytes copied from skbs to user memory on receive.
+    pub const RECV_COPY: u16 = 8;
+    /// Time a traced thread spent off CPU (`sched:sched_switch`), `count` = switches.
+    pub const OFF_CPU: u16 = 9;
+    /// Zero-copy completion notifications (`msg_zerocopy_callback`), `bytes` unused.
+    pub const ZC_COMPLETION: u16 = 10;
+    pub const COUNT: u16 = 11;
+}
+
+/// System calls we pair enter/exit for. Stored in [`StatKey::op`] for [`path::SYSCALL`] rows.
+pub mod syscall {
+    pub const SENDMSG: u16 = 0;
+    pub const SENDTO: u16 = 1;
+    pub const WRITE: u16 = 2;
+    pub const WRITEV: u16 = 3;
+    pub const SENDFILE: u16 = 4;
+    pub const RECVMSG: u16 = 5;
+    pub const RECVFROM: u16 = 6;
+    pub const READ: u16 = 7;
+    pub const COUNT: u16 = 8;
+
+    /// Tracepoint names (`syscalls:sys_enter_<name>`), indexed by the constants above.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "sendmsg",
+        "sendto",
+        "write",
+        "writev",
+        "sendfile64",
+        "recvmsg",
+        "recvfrom",
+        "read",
+    ];
+
+    /// Calls that only make sense on sockets: counted even when they fail before reaching the
+    /// socket layer. `write`/`read`/`writev`/`sendfile64` are counted only when a socket
+    /// tracepoint fired during the call, so file I/O never pollutes the breakdown.
+    pub const fn socket_only(op: u16) -> bool {
+        matches!(op, SENDMSG | SENDTO | RECVMSG | RECVFROM)
+    }
+}
+
+/// Layout of [`StatKey::aux`].
+pub mod aux {
+    /// [`path::SYSCALL`] rows: the call passed `MSG_ZEROCOPY` in its flags.
+    pub const ZEROCOPY_REQUESTED: u32 = 1;
+    /// The socket's address family is stored in the upper 16 bits (0 = not a socket / unknown).
+    pub const FAMILY_SHIFT: u32 = 16;
+
+    pub const fn family(aux: u32) -> u16 {
+        (aux >> FAMILY_SHIFT) as u16
+    }
+}
+
+/// Linux `MSG_ZEROCOPY`.
+pub const MSG_ZEROCOPY: u64 = 0x0400_0000;
+
+/// Key of the per-CPU stats hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatKey {
+    pub tgid: u32,
+    pub tid: u32,
+    /// One of [`path`].
+    pub path: u16,
+    /// For [`path::SYSCALL`], one of [`syscall`]; for socket paths, the IP protocol.
+    pub op: u16,
+    /// Path-specific qualifier (see [`aux`]).
+    pub aux: u32,
+}
+
+/// Number of log2 latency buckets: bucket `i` holds values `v` with `floor(log2(v)) == i`
+/// (`v == 0` lands in bucket 0); the last bucket also holds everything larger.
+pub const HIST_BUCKETS: usize = 32;
+
+/// Value of the per-CPU stats hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub count: u64,
+    pub bytes: u64,
+    /// Calls that returned a negative errno.
+    pub errors: u64,
+    pub total_ns: u64,
+    /// log2 histogram of per-event nanoseconds.
+    pub hist: [u64; HIST_BUCKETS],
+}
+
+impl Stats {
+    pub const ZERO: Stats = Stats {
+        count: 0,
+        bytes: 0,
+        errors: 0,
+        total_ns: 0,
+        hist: [0; HIST_BUCKETS],
+    };
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// A system call between its enter and exit tracepoints (key: `pid_tgid`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub start_ns: u64,
+    pub op: u16,
+    /// Set when a socket tracepoint fired during the call.
+    pub sock_seen: u16,
+    /// [`aux`] bits decided at entry.
+    pub aux: u32,
+    /// Address family and protocol of the socket (from the socket tracepoint), 0 if none seen.
+    pub family: u16,
+    pub proto: u16,
+    pub _pad: u32,
+}
+
+/// Indices of the `COUNTERS` per-CPU array: the tracer's own health.
+pub mod counter {
+    /// Stats map full: an update was dropped.
+    pub const STATS_FULL: u32 = 0;
+    /// In-flight map full: a call could not be timed (and is not counted).
+    pub const INFLIGHT_FULL: u32 = 1;
+    /// An exit without a matching enter (the call began before we attached).
+    pub const UNPAIRED_EXIT: u32 = 2;
+    /// Tracked-process set full: a child could not be followed.
+    pub const PIDS_FULL: u32 = 3;
+    pub const COUNT: u32 = 8;
+}
+
+/// Tracepoint field offsets, read at run time from tracefs `format` files, so the programs do
+/// not hard-code a layout that differs between kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpOffsets {
+    /// `ret` of `syscalls:sys_exit_*` (identical for all of them; verified in user space).
+    pub sys_exit_ret: u32,
+    /// `flags` of `syscalls:sys_enter_sendmsg`.
+    pub sendmsg_flags: u32,
+    /// `flags` of `syscalls:sys_enter_sendto`.
+    pub sendto_flags: u32,
+    /// `family` / `protocol` / `ret` of `sock:sock_send_length` and `sock:sock_recv_length`
+    /// (one event class, so one layout; verified in user space).
+    pub sock_len_family: u32,
+    pub sock_len_protocol: u32,
+    pub sock_len_ret: u32,
+    /// `child_pid` of `sched:sched_process_fork`.
+    pub fork_child_pid: u32,
+    /// `pid` of `sched:sched_process_exit`.
+    pub exit_pid: u32,
+}
+
+impl TpOffsets {
+    pub const ZERO: TpOffsets = TpOffsets {
+        sys_exit_ret: 0,
+        sendmsg_flags: 0,
+        sendto_flags: 0,
+        sock_len_family: 0,
+        sock_len_protocol: 0,
+        sock_len_ret: 0,
+        fork_child_pid: 0,
+        exit_pid: 0,
+    };
+}
+
+/// Filter modes of [`Config::filter_mode`].
+pub mod filter {
+    /// Every process except copytrace itself.
+    pub const ALL: u32 = 0;
+    /// Only processes whose tgid is in the `PIDS` map.
+    pub const PIDS: u32 = 1;
+}
+
+/// Run-time configuration, written into the `CONFIG` global before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    pub filter_mode: u32,
+    /// Add children forked by traced processes to `PIDS`.
+    pub follow_children: u32,
+    /// Only count tasks in this cgroup v2 (0 = any).
+    pub cgroup_id: u64,
+    /// copytrace's own tgid, never traced.
+    pub self_tgid: u32,
+    pub _pad: u32,
+    pub offsets: TpOffsets,
+}
+
+impl Config {
+    pub const ZERO: Config = Config {
+        filter_mode: 0,
+        follow_children: 0,
+        cgroup_id: 0,
+        self_tgid: 0,
+        _pad: 0,
+        offsets: TpOffsets::ZERO,
+    };
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all types are repr(C), Copy, and have no implicit padding.
+    unsafe impl aya::Pod for StatKey {}
+    unsafe impl aya::Pod for Stats {}
+    unsafe impl aya::Pod for InFlight {}
+    unsafe impl aya::Pod for TpOffsets {}
+    unsafe impl aya::Pod for Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
+        assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
+        assert_eq!(size_of::<InFlight>(), 8 + 2 + 2 + 4 + 2 + 2 + 4);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 8);
+        assert_eq!(
+            size_of::<Config>(),
+            4 + 4 + 8 + 4 + 4 + size_of::<TpOffsets>()
+        );
+    }
+}

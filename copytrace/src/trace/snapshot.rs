@@ -1,0 +1,341 @@
+//! Reading the kernel-side aggregates and folding them into per-syscall / per-path summaries.
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, PerCpuHashMap},
+};
+use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall};
+use serde::Serialize;
+
+use crate::{error::Result, trace::loader::map_ref};
+
+/// Element-wise arithmetic on [`Stats`] (sums across CPUs, deltas between snapshots).
+pub trait StatsExt {
+    fn add(&mut self, other: &Stats);
+    fn minus(&self, earlier: &Stats) -> Stats;
+    /// Upper bound (ns) of the log2 bucket holding the `q` quantile, if any events were timed.
+    fn quantile_upper_ns(&self, q: f64) -> Option<u64>;
+}
+
+impl StatsExt for Stats {
+    fn add(&mut self, o: &Stats) {
+        self.count += o.count;
+        self.bytes += o.bytes;
+        self.errors += o.errors;
+        self.total_ns += o.total_ns;
+        for (a, b) in self.hist.iter_mut().zip(o.hist.iter()) {
+            *a += b;
+        }
+    }
+
+    fn minus(&self, e: &Stats) -> Stats {
+        let mut d = *self;
+        d.count = self.count.saturating_sub(e.count);
+        d.bytes = self.bytes.saturating_sub(e.bytes);
+        d.errors = self.errors.saturating_sub(e.errors);
+        d.total_ns = self.total_ns.saturating_sub(e.total_ns);
+        for (i, v) in d.hist.iter_mut().enumerate() {
+            *v = self.hist[i].saturating_sub(e.hist[i]);
+        }
+        d
+    }
+
+    fn quantile_upper_ns(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.hist.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut cum = 0;
+        for (i, n) in self.hist.iter().enumerate() {
+            cum += n;
+            if cum >= rank {
+                return Some(if i + 1 >= HIST_BUCKETS {
+                    u64::MAX
+                } else {
+                    (1u64 << (i + 1)) - 1
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The tracer's own health counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Events dropped because the stats map was full.
+    pub stats_full: u64,
+    /// Calls not timed because the in-flight map was full.
+    pub inflight_full: u64,
+    /// Exits whose enter happened before attach (not counted).
+    pub unpaired_exits: u64,
+    /// Children that could not be followed (pid map full).
+    pub pids_full: u64,
+    /// Events recorded (sum of all row counts).
+    pub events: u64,
+}
+
+impl Counters {
+    /// Events that were lost (as opposed to deliberately not counted).
+    pub fn lost(&self) -> u64 {
+        self.stats_full + self.inflight_full + self.pids_full
+    }
+
+    fn minus(&self, e: &Counters) -> Counters {
+        Counters {
+            stats_full: self.stats_full.saturating_sub(e.stats_full),
+            inflight_full: self.inflight_full.saturating_sub(e.inflight_full),
+            unpaired_exits: self.unpaired_exits.saturating_sub(e.unpaired_exits),
+            pids_full: self.pids_full.saturating_sub(e.pids_full),
+            events: self.events.saturating_sub(e.events),
+        }
+    }
+}
+
+/// All rows of the stats map at one moment, summed over CPUs.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub rows: BTreeMap<StatKey, Stats>,
+    pub counters: Counters,
+}
+
+impl Snapshot {
+    pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
+        let stats: PerCpuHashMap<&MapData, StatKey, Stats> = map_ref(ebpf, "STATS")?;
+        let mut rows = BTreeMap::new();
+        for item in stats.iter() {
+            let (k, per_cpu) = item.map_err(|source| crate::error::Error::Map {
+                map: "STATS".into(),
+                source,
+            })?;
+            let mut total = Stats::ZERO;
+            for v in per_cpu.iter() {
+                total.add(v);
+            }
+            rows.insert(k, total);
+        }
+        let counters_map: PerCpuArray<&MapData, u64> = map_ref(ebpf, "COUNTERS")?;
+        let get = |idx: u32| -> Result<u64> {
+            let v = counters_map
+                .get(&idx, 0)
+                .map_err(|source| crate::error::Error::Map {
+                    map: "COUNTERS".into(),
+                    source,
+                })?;
+            Ok(v.iter().sum())
+        };
+        let counters = Counters {
+            stats_full: get(counter::STATS_FULL)?,
+            inflight_full: get(counter::INFLIGHT_FULL)?,
+            unpaired_exits: get(counter::UNPAIRED_EXIT)?,
+            pids_full: get(counter::PIDS_FULL)?,
+            events: rows.values().map(|s: &Stats| s.count).sum(),
+        };
+        Ok(Snapshot { rows, counters })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let rows = self
+            .rows
+            .iter()
+            .map(|(k, v)| {
+                let d = earlier.rows.get(k).map_or(*v, |e| v.minus(e));
+                (*k, d)
+            })
+            .filter(|(_, v)| v.count > 0)
+            .collect();
+        Snapshot {
+            rows,
+            counters: self.counters.minus(&earlier.counters),
+        }
+    }
+
+    /// Only the rows of thread `tid`.
+    pub fn for_thread(&self, tid: u32) -> Snapshot {
+        Snapshot {
+            rows: self
+                .rows
+                .iter()
+                .filter(|(k, _)| k.tid == tid)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            counters: self.counters,
+        }
+    }
+
+    /// Rows of `path`, merged over threads and processes, grouped by (op, aux).
+    pub fn by_op(&self, want_path: u16) -> BTreeMap<(u16, u32), Stats> {
+        let mut out: BTreeMap<(u16, u32), Stats> = BTreeMap::new();
+        for (k, v) in self.rows.iter().filter(|(k, _)| k.path == want_path) {
+            out.entry((k.op, k.aux)).or_insert(Stats::ZERO).add(v);
+        }
+        out
+    }
+
+    /// Per-syscall summaries (all traced threads merged).
+    pub fn syscalls(&self) -> Vec<Summary> {
+        self.by_op(path::SYSCALL)
+            .into_iter()
+            .map(|((op, bits), s)| {
+                let mut label = syscall::NAMES
+                    .get(op as usize)
+                    .copied()
+                    .unwrap_or("?")
+                    .to_string();
+                if bits & aux::ZEROCOPY_REQUESTED != 0 {
+                    label.push_str(" +MSG_ZEROCOPY");
+                }
+                Summary::new(label, family_name(aux::family(bits)), s)
+            })
+            .collect()
+    }
+
+    /// Socket-layer summaries for `path` ([`path::SOCK_SEND`] or [`path::SOCK_RECV`]).
+    pub fn socket(&self, want_path: u16) -> Vec<Summary> {
+        self.by_op(want_path)
+            .into_iter()
+            .map(|((proto, bits), s)| {
+                let what = if want_path == path::SOCK_SEND {
+                    "sock_sendmsg"
+                } else {
+                    "sock_recvmsg"
+                };
+                Summary::new(
+                    format!("{what} {}", proto_name(proto)),
+                    family_name(aux::family(bits)),
+                    s,
+                )
+            })
+            .collect()
+    }
+
+    /// Total over all rows of `path` with `op` (any thread, any aux).
+    pub fn total(&self, want_path: u16, op: Option<u16>) -> Stats {
+        let mut t = Stats::ZERO;
+        for (_, v) in self
+            .rows
+            .iter()
+            .filter(|(k, _)| k.path == want_path && op.is_none_or(|o| k.op == o))
+        {
+            t.add(v);
+        }
+        t
+    }
+}
+
+/// One line of a breakdown table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub family: &'static str,
+    pub calls: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub total_ns: u64,
+    /// Upper bounds of the log2 buckets holding p50 / p99 (absent when nothing was timed).
+    pub p50_ns_le: Option<u64>,
+    pub p99_ns_le: Option<u64>,
+}
+
+impl Summary {
+    fn new(name: String, family: &'static str, s: Stats) -> Summary {
+        Summary {
+            name,
+            family,
+            calls: s.count,
+            bytes: s.bytes,
+            errors: s.errors,
+            total_ns: s.total_ns,
+            p50_ns_le: s.quantile_upper_ns(0.50),
+            p99_ns_le: s.quantile_upper_ns(0.99),
+        }
+    }
+
+    pub fn avg_ns(&self) -> Option<u64> {
+        (self.calls > 0 && self.total_ns > 0).then(|| self.total_ns / self.calls)
+    }
+}
+
+pub fn family_name(f: u16) -> &'static str {
+    match f as i32 {
+        0 => "-",
+        libc::AF_UNIX => "unix",
+        libc::AF_INET => "inet",
+        libc::AF_INET6 => "inet6",
+        libc::AF_NETLINK => "netlink",
+        libc::AF_PACKET => "packet",
+        libc::AF_VSOCK => "vsock",
+        _ => "other",
+    }
+}
+
+pub fn proto_name(p: u16) -> String {
+    match p as i32 {
+        0 => "-".into(),
+        libc::IPPROTO_TCP => "tcp".into(),
+        libc::IPPROTO_UDP => "udp".into(),
+        libc::IPPROTO_MPTCP => "mptcp".into(),
+        libc::IPPROTO_SCTP => "sctp".into(),
+        n => format!("proto{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(hist_entries: &[(usize, u64)]) -> Stats {
+        let mut s = Stats::ZERO;
+        for &(b, n) in hist_entries {
+            s.hist[b] += n;
+            s.count += n;
+        }
+        s
+    }
+
+    #[test]
+    fn quantiles_come_from_bucket_upper_bounds() {
+        // 90 events in [1024, 2047] ns, 10 in [65536, 131071] ns.
+        let s = stats(&[(10, 90), (16, 10)]);
+        assert_eq!(s.quantile_upper_ns(0.5), Some(2047));
+        assert_eq!(s.quantile_upper_ns(0.9), Some(2047));
+        assert_eq!(s.quantile_upper_ns(0.91), Some(131071));
+        assert_eq!(s.quantile_upper_ns(0.99), Some(131071));
+        assert_eq!(Stats::ZERO.quantile_upper_ns(0.5), None);
+    }
+
+    #[test]
+    fn delta_and_grouping() {
+        let k = |tid, op, aux| StatKey {
+            tgid: 1,
+            tid,
+            path: path::SYSCALL,
+            op,
+            aux,
+        };
+        let mut a = Snapshot::default();
+        let mut s1 = Stats::ZERO;
+        s1.count = 2;
+        s1.bytes = 100;
+        a.rows.insert(k(1, syscall::SENDTO, 0), s1);
+        let mut b = a.clone();
+        let mut s2 = s1;
+        s2.count = 5;
+        s2.bytes = 400;
+        b.rows.insert(k(1, syscall::SENDTO, 0), s2);
+        b.rows.insert(k(2, syscall::SENDTO, 0), s1);
+        b.rows
+            .insert(k(2, syscall::SENDMSG, aux::ZEROCOPY_REQUESTED), s1);
+        let d = b.since(&a);
+        assert_eq!(d.total(path::SYSCALL, Some(syscall::SENDTO)).count, 3 + 2);
+        assert_eq!(
+            d.total(path::SYSCALL, Some(syscall::SENDTO)).bytes,
+            300 + 100
+        );
+        let names: Vec<_> = d.syscalls().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["sendmsg +MSG_ZEROCOPY", "sendto"]);
+    }
+}

@@ -1,0 +1,150 @@
+//! The `copytrace` binary as a user runs it.
+use std::{
+    os::unix::process::CommandExt as _,
+    process::{Command, Output},
+};
+
+fn copytrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_copytrace"))
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("copytrace runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Exactly one non-empty line on stderr, starting with `copytrace: error:`.
+fn assert_one_error_line(o: &Output, contains: &str) {
+    assert!(!o.status.success(), "expected failure, got {:?}", o.status);
+    let err = stderr(o);
+    let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "stderr: {err}");
+    assert!(lines[0].starts_with("copytrace: error: "), "stderr: {err}");
+    assert!(lines[0].contains(contains), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
+#[test]
+#[ignore = "needs root (to drop to nobody): run with `cargo xtask test`"]
+fn non_root_gets_one_clear_error() {
+    for args in [&["probe"][..], &["trace", "--", "true"][..]] {
+        let mut c = copytrace();
+        c.args(args);
+        // SAFETY: setgid/setuid between fork and exec are async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let o = run(&mut c);
+        assert_one_error_line(&o, "must run as root");
+        assert_eq!(o.status.code(), Some(1));
+    }
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn nonexistent_pid_is_one_clear_error() {
+    let o = run(copytrace().args(["trace", "-p", "8388608"]));
+    assert_one_error_line(&o, "no process with pid 8388608");
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn missing_command_is_one_clear_error() {
+    let o = run(copytrace().args(["trace", "--", "/nonexistent/copytrace-test-cmd"]));
+    assert_one_error_line(&o, "cannot run /nonexistent/copytrace-test-cmd");
+}
+
+/// The acceptance example: a Python child sends 1,000,000 bytes; the table says so.
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn trace_command_reports_exact_bytes_of_a_python_sender() {
+    let script = r#"
+import socket, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def rx():
+    c, _ = srv.accept()
+    while c.recv(1 << 16): pass
+t = threading.Thread(target=rx); t.start()
+s = socket.create_connection(srv.getsockname())
+s.sendall(b"x" * 1000000)
+s.close(); t.join()
+"#;
+    let o = run(copytrace().args(["trace", "--", "python3", "-c", script]));
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    let sent: u64 = out
+        .lines()
+        .filter(|l| l.starts_with("sendto ") || l.starts_with("sendmsg "))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sent, 1_000_000, "stdout:\n{out}");
+    let received: u64 = out
+        .lines()
+        .filter(|l| l.starts_with("recvfrom ") || l.starts_with("recvmsg "))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(received, 1_000_000, "stdout:\n{out}");
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn trace_exits_with_the_commands_status() {
+    let o = run(copytrace().args(["trace", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("copytrace: traced command"));
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn probe_reports_each_feature_with_a_reason() {
+    let o = run(copytrace().args(["probe", "--json"]));
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let feature = |name: &str| {
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no feature {name} in {v}"))
+            .clone()
+    };
+    // Cross-check against the kernel itself rather than hard-coding this machine's answers.
+    let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let kp = feature("kprobe");
+    assert_eq!(kp["status"] == "yes", kprobe_pmu, "{kp}");
+    if !kprobe_pmu {
+        assert!(
+            kp["detail"]
+                .as_str()
+                .unwrap()
+                .contains("/sys/bus/event_source/devices/kprobe/type missing"),
+            "{kp}"
+        );
+    }
+    for name in ["BTF", "tracefs", "tracepoint", "raw_tp"] {
+        assert_eq!(feature(name)["status"], "yes", "{}", feature(name));
+    }
+    for f in v["features"].as_array().unwrap() {
+        assert!(
+            !f["detail"].as_str().unwrap().is_empty(),
+            "feature without a reason: {f}"
+        );
+    }
+    let tps = v["tracepoints"].as_array().unwrap();
+    let present = |n: &str| tps.iter().any(|t| t["name"] == n && t["status"] == "yes");
+    assert!(present("syscalls:sys_enter_sendmsg"));
+    assert!(present("sock:sock_send_length"));
+}

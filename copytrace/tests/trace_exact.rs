@@ -1,0 +1,167 @@
+//! Root-only: the eBPF totals must equal what this test itself sent, exactly.
+//!
+//! The test is its own ground truth: a sender thread makes a known number of send calls of known
+//! sizes over loopback TCP while the tracer watches this very process; the rows of the sender
+//! thread's tid must match call for call and byte for byte.
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    sync::mpsc,
+    thread,
+};
+
+use copytrace::trace::{Snapshot, TraceOptions, Tracer};
+use copytrace_common::{path, syscall};
+
+fn gettid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+fn tracer_on_self() -> Tracer {
+    Tracer::start(&TraceOptions {
+        pids: vec![std::process::id()],
+        include_self: true,
+        ..Default::default()
+    })
+    .expect("tracer starts (are we root?)")
+}
+
+/// A loopback connection whose peer drains and counts everything.
+fn connection() -> (TcpStream, thread::JoinHandle<(u64, u32)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return (total, gettid());
+            }
+            total += n as u64;
+        }
+    });
+    (TcpStream::connect(addr).unwrap(), rx)
+}
+
+/// sendmsg() with an iovec of `parts`, returning the bytes sent.
+fn sendmsg(fd: i32, parts: &[&[u8]]) -> usize {
+    let iov: Vec<libc::iovec> = parts
+        .iter()
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut _,
+            iov_len: p.len(),
+        })
+        .collect();
+    // SAFETY: zeroed msghdr is valid; iov outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut _;
+    msg.msg_iovlen = iov.len();
+    // SAFETY: valid fd and msghdr.
+    let n = unsafe { libc::sendmsg(fd, &msg, 0) };
+    assert!(n >= 0, "sendmsg: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn send_and_sendmsg_bytes_and_calls_are_exact() {
+    let mut tracer = tracer_on_self();
+    let (tx_done, rx_done) = mpsc::channel();
+    let (mut stream, receiver) = connection();
+    // Sizes chosen to span one skb, several skbs and a partial page.
+    let sizes = [1usize, 100, 4096, 65_536, 300_001, 1_000_000];
+    let sender = thread::spawn(move || {
+        let tid = gettid();
+        let payload = vec![0x5au8; 1_000_000];
+        let (mut calls, mut bytes) = (0u64, 0u64);
+        for &n in &sizes {
+            // One write() == one send()/sendto() syscall; blocking loopback sends are complete.
+            let sent = stream.write(&payload[..n]).unwrap();
+            assert_eq!(sent, n, "short send");
+            calls += 1;
+            bytes += sent as u64;
+        }
+        let parts: [&[u8]; 3] = [&payload[..10], &payload[..5000], &payload[..70_000]];
+        let mut msg_bytes = 0u64;
+        for _ in 0..7 {
+            let n = sendmsg(stream.as_raw_fd(), &parts);
+            assert_eq!(n, 75_010, "short sendmsg");
+            msg_bytes += n as u64;
+        }
+        drop(stream);
+        tx_done.send(()).unwrap();
+        (tid, calls, bytes, 7u64, msg_bytes)
+    });
+    let (tid, calls, bytes, msg_calls, msg_bytes) = sender.join().unwrap();
+    rx_done.recv().unwrap();
+    let (received, rx_tid) = receiver.join().unwrap();
+    assert_eq!(received, bytes + msg_bytes, "receiver ground truth");
+
+    let snap = tracer.snapshot().unwrap();
+    tracer.flush_logs();
+    drop(tracer);
+
+    let mine = snap.for_thread(tid);
+    let sendto = mine.total(path::SYSCALL, Some(syscall::SENDTO));
+    assert_eq!(sendto.count, calls, "sendto calls");
+    assert_eq!(sendto.bytes, bytes, "sendto bytes");
+    assert_eq!(sendto.errors, 0);
+    let sm = mine.total(path::SYSCALL, Some(syscall::SENDMSG));
+    assert_eq!(sm.count, msg_calls, "sendmsg calls");
+    assert_eq!(sm.bytes, msg_bytes, "sendmsg bytes");
+    assert_eq!(
+        sendto.hist.iter().sum::<u64>(),
+        calls,
+        "every call is in the latency histogram"
+    );
+    assert!(sendto.total_ns > 0);
+    // The socket layer sees the same bytes, one event per call.
+    let sock = mine.total(path::SOCK_SEND, Some(libc::IPPROTO_TCP as u16));
+    assert_eq!(sock.count, calls + msg_calls, "sock_sendmsg events");
+    assert_eq!(sock.bytes, bytes + msg_bytes, "sock_sendmsg bytes");
+    // No other syscall rows for the sender thread: nothing double counted.
+    assert_eq!(
+        mine.total(path::SYSCALL, None).count,
+        calls + msg_calls,
+        "sender rows: {:?}",
+        mine.rows
+    );
+
+    // The receiver: recv() is recvfrom; every byte read is accounted for.
+    let theirs: Snapshot = snap.for_thread(rx_tid);
+    let recv = theirs.total(path::SYSCALL, Some(syscall::RECVFROM));
+    assert_eq!(recv.bytes, received, "recvfrom bytes");
+    assert_eq!(
+        theirs
+            .total(path::SOCK_RECV, Some(libc::IPPROTO_TCP as u16))
+            .bytes,
+        received
+    );
+    assert_eq!(snap.counters.lost(), 0, "lost events: {:?}", snap.counters);
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn file_writes_are_not_socket_writes() {
+    let tracer = tracer_on_self();
+    let tid = gettid();
+    let mut f = std::fs::File::create(std::env::temp_dir().join("copytrace-file-write")).unwrap();
+    for _ in 0..10 {
+        f.write_all(&[0u8; 4096]).unwrap();
+    }
+    // A socket write() (not send) on the same thread must be counted as write.
+    let (mut stream, receiver) = connection();
+    // SAFETY: valid fd and buffer.
+    let n = unsafe { libc::write(stream.as_raw_fd(), [7u8; 1234].as_ptr().cast(), 1234) };
+    assert_eq!(n, 1234);
+    stream.flush().unwrap();
+    drop(stream);
+    receiver.join().unwrap();
+    let snap = tracer.snapshot().unwrap().for_thread(tid);
+    let w = snap.total(path::SYSCALL, Some(syscall::WRITE));
+    assert_eq!((w.count, w.bytes), (1, 1234), "rows: {:?}", snap.rows);
+}

@@ -1,0 +1,57 @@
+//! `cargo xtask`: everything between a fresh clone and a running copytrace.
+//!
+//! Every command provisions what the eBPF build needs first (idempotently), so a newcomer on a
+//! fresh Debian machine runs one command and nothing else.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod setup;
+mod tasks;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the eBPF build needs (rust-src, bpf-linker) if missing.
+    Setup,
+    /// Build copytrace (release) with its embedded eBPF object.
+    Build,
+    /// Build, then run `copytrace <ARGS>` as root (via sudo if needed).
+    Run {
+        /// Arguments for copytrace (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.
+    Test {
+        /// Extra arguments for `cargo test` test binaries (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Setup => setup::run().map(|_| ExitCode::SUCCESS),
+        Command::Build => {
+            setup::run().and_then(|env| tasks::build(&env).map(|_| ExitCode::SUCCESS))
+        }
+        Command::Run { args } => setup::run().and_then(|env| tasks::run(&env, &args)),
+        Command::Test { args } => setup::run().and_then(|env| tasks::test(&env, &args)),
+    };
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

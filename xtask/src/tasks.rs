@@ -1,0 +1,97 @@
+//! build / run / test.
+use std::process::{ExitCode, ExitStatus};
+
+use crate::{cmd, setup::BuildEnv};
+
+pub fn build(env: &BuildEnv) -> anyhow::Result<()> {
+    cmd::run(
+        env.command("cargo")
+            .args(["build", "--release", "--package", "copytrace"])
+            .current_dir(cmd::workspace_root()),
+    )
+}
+
+/// A command that runs as root: directly when we are root, else through sudo (keeping PATH so
+/// the same tools are found).
+pub fn as_root(env: &BuildEnv, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    if cmd::is_root() {
+        env.command(program)
+    } else {
+        let mut c = env.command("sudo");
+        c.arg("--preserve-env=PATH,COPYTRACE_LOG").arg(program);
+        c
+    }
+}
+
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// What `cargo xtask run` does without arguments: show the kernel's features, then trace a
+/// small program that sends exactly 1,000,000 bytes over loopback TCP.
+const DEMO_SENDER: &str = r#"
+import socket, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def rx():
+    c, _ = srv.accept()
+    while c.recv(1 << 16): pass
+t = threading.Thread(target=rx); t.start()
+s = socket.create_connection(srv.getsockname())
+s.sendall(b"x" * 1000000)
+s.close(); t.join()
+print("demo: sent 1000000 bytes over 127.0.0.1")
+"#;
+
+pub fn run(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
+    build(env)?;
+    let bin = cmd::target_dir().join("release/copytrace");
+    if !args.is_empty() {
+        return Ok(exit_code(cmd::status(as_root(env, &bin).args(args))?));
+    }
+    let probe = cmd::status(as_root(env, &bin).arg("probe"))?;
+    if !probe.success() {
+        return Ok(exit_code(probe));
+    }
+    Ok(exit_code(cmd::status(as_root(env, &bin).args([
+        "trace",
+        "--",
+        "python3",
+        "-c",
+        DEMO_SENDER,
+    ]))?))
+}
+
+pub fn test(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
+    let root = cmd::workspace_root();
+    cmd::run(
+        env.command("cargo")
+            .args(["fmt", "--all", "--check"])
+            .current_dir(&root),
+    )?;
+    cmd::run(
+        env.command("cargo")
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
+    // Build as the invoking user first, so a sudo run below only executes.
+    cmd::run(
+        env.command("cargo")
+            .args(["test", "--workspace", "--no-run"])
+            .current_dir(&root),
+    )?;
+    // Root-only tests are #[ignore]d for plain `cargo test`; here they run for real.
+    let status = cmd::status(
+        as_root(env, "cargo")
+            .args(["test", "--workspace", "--", "--include-ignored"])
+            .args(args)
+            .current_dir(&root),
+    )?;
+    Ok(exit_code(status))
+}
