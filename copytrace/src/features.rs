@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, KProbe, ProgramError, RawTracePoint},
 };
 use copytrace_common::Config;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, chain},
@@ -47,7 +47,7 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
 /// The function the probe programs try to attach to: present on every kernel that can send TCP.
 const PROBE_FUNCTION: &str = "tcp_sendmsg";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Yes,
@@ -65,7 +65,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Feature {
     pub name: String,
     pub status: Status,

@@ -2,6 +2,7 @@
 //!
 //! The library behind the `copytrace` command: eBPF tracing of the kernel send/receive paths
 //! ([`trace`]), kernel feature probing ([`features`]) and perf counters ([`counters`]).
+pub mod bench;
 pub mod counters;
 pub mod error;
 pub mod features;

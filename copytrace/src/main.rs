@@ -23,6 +23,10 @@ enum Command {
     Probe(cli::probe::Args),
     /// Trace socket I/O of a command or of running processes; print per-syscall totals.
     Trace(cli::trace::Args),
+    /// Benchmark two-copy, one-copy and zero-copy TCP senders over sizes and thread counts.
+    Bench(cli::bench::Args),
+    /// Receiver for `copytrace bench --connect` from another host.
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probe(a) => cli::probe::run(a),
         Command::Trace(a) => cli::trace::run(a),
+        Command::Bench(a) => cli::bench::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,6 @@
+pub mod bench;
 pub mod probe;
+pub mod serve;
 pub mod trace;
 
 use std::sync::{

@@ -124,7 +124,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let who = if let Some(c) = &child {
-        format!("command `{}` (pid {})", args.command.join(" "), c.pid())
+        let mut shown = args.command.join(" ").replace('\n', " ");
+        if shown.chars().count() > 60 {
+            shown = shown.chars().take(57).collect::<String>() + "...";
+        }
+        format!("command `{shown}` (pid {})", c.pid())
     } else if pids.is_empty() {
         "all processes".to_string()
     } else {

@@ -1,10 +1,16 @@
 //! perf-event counters: software events always, hardware events when the PMU allows.
-use perf_event::events::{Hardware, Software};
+//!
+//! Counters are opened per thread (the calling thread, kernel included: without kernel time a
+//! network benchmark measures almost nothing) and enabled only for the measured window.
+use std::io;
+
+use perf_event::events::{Cache, CacheOp, CacheResult, Event, Hardware, Software, WhichCache};
+use serde::{Deserialize, Serialize};
 
 use crate::features::{Feature, Status};
 
 /// Explain a perf_event_open failure for a hardware event.
-pub fn hardware_unavailable_reason(e: &std::io::Error) -> String {
+pub fn hardware_unavailable_reason(e: &io::Error) -> String {
     let pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) if !pmu => format!(
@@ -18,20 +24,27 @@ pub fn hardware_unavailable_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Can we count CPU cycles on this machine?
-pub fn hardware_pmu_feature() -> Feature {
+/// `Ok(())` if a cycles counter can be opened here, else the reason it cannot.
+pub fn hardware_available() -> Result<(), String> {
     let mut b = perf_event::Builder::new().kind(Hardware::CPU_CYCLES);
     b.include_kernel();
-    match b.build() {
-        Ok(_) => Feature {
+    b.build()
+        .map(|_| ())
+        .map_err(|e| hardware_unavailable_reason(&e))
+}
+
+/// Can we count CPU cycles on this machine?
+pub fn hardware_pmu_feature() -> Feature {
+    match hardware_available() {
+        Ok(()) => Feature {
             name: "hardware PMU".into(),
             status: Status::Yes,
             detail: "cycles counter opened".into(),
         },
-        Err(e) => Feature {
+        Err(reason) => Feature {
             name: "hardware PMU".into(),
             status: Status::No,
-            detail: hardware_unavailable_reason(&e),
+            detail: reason,
         },
     }
 }
@@ -51,5 +64,232 @@ pub fn software_events_feature() -> Feature {
             status: Status::No,
             detail: format!("perf_event_open(task-clock): {e}"),
         },
+    }
+}
+
+/// Counter totals. Hardware fields are absent (not zero) when they could not be counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CounterValues {
+    pub task_clock_ns: u64,
+    pub context_switches: u64,
+    pub cpu_migrations: u64,
+    pub page_faults: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_references: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_misses: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llc_loads: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llc_load_misses: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1d_load_misses: Option<u64>,
+}
+
+fn add_opt(a: &mut Option<u64>, b: Option<u64>) {
+    *a = match (*a, b) {
+        (Some(x), Some(y)) => Some(x + y),
+        (None, y) => y,
+        (x, None) => x,
+    };
+}
+
+impl CounterValues {
+    pub fn add(&mut self, o: &CounterValues) {
+        self.task_clock_ns += o.task_clock_ns;
+        self.context_switches += o.context_switches;
+        self.cpu_migrations += o.cpu_migrations;
+        self.page_faults += o.page_faults;
+        add_opt(&mut self.cycles, o.cycles);
+        add_opt(&mut self.instructions, o.instructions);
+        add_opt(&mut self.cache_references, o.cache_references);
+        add_opt(&mut self.cache_misses, o.cache_misses);
+        add_opt(&mut self.llc_loads, o.llc_loads);
+        add_opt(&mut self.llc_load_misses, o.llc_load_misses);
+        add_opt(&mut self.l1d_load_misses, o.l1d_load_misses);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    TaskClock,
+    ContextSwitches,
+    CpuMigrations,
+    PageFaults,
+    Cycles,
+    Instructions,
+    CacheReferences,
+    CacheMisses,
+    LlcLoads,
+    LlcLoadMisses,
+    L1dLoadMisses,
+}
+
+impl Kind {
+    fn event(self) -> Event {
+        let cache = |which, result| {
+            Event::from(Cache {
+                which,
+                operation: CacheOp::READ,
+                result,
+            })
+        };
+        match self {
+            Kind::TaskClock => Software::TASK_CLOCK.into(),
+            Kind::ContextSwitches => Software::CONTEXT_SWITCHES.into(),
+            Kind::CpuMigrations => Software::CPU_MIGRATIONS.into(),
+            Kind::PageFaults => Software::PAGE_FAULTS.into(),
+            Kind::Cycles => Hardware::CPU_CYCLES.into(),
+            Kind::Instructions => Hardware::INSTRUCTIONS.into(),
+            Kind::CacheReferences => Hardware::CACHE_REFERENCES.into(),
+            Kind::CacheMisses => Hardware::CACHE_MISSES.into(),
+            Kind::LlcLoads => cache(WhichCache::LL, CacheResult::ACCESS),
+            Kind::LlcLoadMisses => cache(WhichCache::LL, CacheResult::MISS),
+            Kind::L1dLoadMisses => cache(WhichCache::L1D, CacheResult::MISS),
+        }
+    }
+
+    fn set(self, v: &mut CounterValues, n: u64) {
+        match self {
+            Kind::TaskClock => v.task_clock_ns = n,
+            Kind::ContextSwitches => v.context_switches = n,
+            Kind::CpuMigrations => v.cpu_migrations = n,
+            Kind::PageFaults => v.page_faults = n,
+            Kind::Cycles => v.cycles = Some(n),
+            Kind::Instructions => v.instructions = Some(n),
+            Kind::CacheReferences => v.cache_references = Some(n),
+            Kind::CacheMisses => v.cache_misses = Some(n),
+            Kind::LlcLoads => v.llc_loads = Some(n),
+            Kind::LlcLoadMisses => v.llc_load_misses = Some(n),
+            Kind::L1dLoadMisses => v.l1d_load_misses = Some(n),
+        }
+    }
+}
+
+const SOFTWARE: [Kind; 4] = [
+    Kind::TaskClock,
+    Kind::ContextSwitches,
+    Kind::CpuMigrations,
+    Kind::PageFaults,
+];
+const HARDWARE: [Kind; 7] = [
+    Kind::Cycles,
+    Kind::Instructions,
+    Kind::CacheReferences,
+    Kind::CacheMisses,
+    Kind::LlcLoads,
+    Kind::LlcLoadMisses,
+    Kind::L1dLoadMisses,
+];
+
+/// Counters of the calling thread, created disabled.
+pub struct ThreadCounters {
+    counters: Vec<(Kind, perf_event::Counter)>,
+}
+
+impl ThreadCounters {
+    /// Open the software counters (an error if that fails) and, if `hardware`, every hardware
+    /// counter this CPU offers (each one that fails is simply absent from the values).
+    pub fn open(hardware: bool) -> io::Result<ThreadCounters> {
+        let mut counters = Vec::new();
+        for k in SOFTWARE {
+            counters.push((k, Self::build(k)?));
+        }
+        if hardware {
+            for k in HARDWARE {
+                if let Ok(c) = Self::build(k) {
+                    counters.push((k, c));
+                }
+            }
+        }
+        Ok(ThreadCounters { counters })
+    }
+
+    fn build(k: Kind) -> io::Result<perf_event::Counter> {
+        let mut b = perf_event::Builder::new().kind(k.event()).observe_self();
+        b.include_kernel();
+        b.build()
+    }
+
+    pub fn enable(&mut self) -> io::Result<()> {
+        for (_, c) in &mut self.counters {
+            c.enable()?;
+        }
+        Ok(())
+    }
+
+    pub fn disable(&mut self) -> io::Result<()> {
+        for (_, c) in &mut self.counters {
+            c.disable()?;
+        }
+        Ok(())
+    }
+
+    /// Current values, scaled up if the kernel multiplexed a counter (time_running <
+    /// time_enabled), as perf does.
+    pub fn read(&mut self) -> io::Result<CounterValues> {
+        let mut v = CounterValues::default();
+        for (k, c) in &mut self.counters {
+            let ct = c.read_count_and_time()?;
+            let n = if ct.time_running > 0 && ct.time_running < ct.time_enabled {
+                (ct.count as u128 * ct.time_enabled as u128 / ct.time_running as u128) as u64
+            } else {
+                ct.count
+            };
+            k.set(&mut v, n);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root (kernel-inclusive counting): run with `cargo xtask test`"]
+    fn software_counters_count_this_thread_only_while_enabled() {
+        let mut c = ThreadCounters::open(false).unwrap();
+        let spin = || {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < std::time::Duration::from_millis(30) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        };
+        spin();
+        assert_eq!(c.read().unwrap().task_clock_ns, 0, "counted while disabled");
+        c.enable().unwrap();
+        spin();
+        c.disable().unwrap();
+        let v = c.read().unwrap();
+        assert!(v.task_clock_ns >= 20_000_000, "{v:?}");
+        assert!(v.task_clock_ns < 1_000_000_000, "{v:?}");
+        assert_eq!(v.cycles, None);
+    }
+
+    #[test]
+    fn sums_keep_absent_hardware_absent() {
+        let mut a = CounterValues {
+            task_clock_ns: 5,
+            ..Default::default()
+        };
+        a.add(&CounterValues {
+            task_clock_ns: 7,
+            context_switches: 2,
+            ..Default::default()
+        });
+        assert_eq!(a.task_clock_ns, 12);
+        assert_eq!(a.context_switches, 2);
+        assert_eq!(a.cycles, None);
+        a.add(&CounterValues {
+            cycles: Some(10),
+            ..Default::default()
+        });
+        assert_eq!(a.cycles, Some(10));
     }
 }

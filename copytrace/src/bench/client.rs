@@ -1,0 +1,241 @@
+//! The client side of one connection: a stream sender or a request/response requester.
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, SocketAddr, TcpStream},
+    os::fd::AsRawFd,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+
+use crate::{
+    bench::{
+        Mode, Pattern,
+        message::Verifier,
+        sender::{SenderStats, new_sender},
+        wire::{self, Hello, PROTOCOL_VERSION, Report},
+        zerocopy::ZeroCopyOptions,
+    },
+    counters::{CounterValues, ThreadCounters},
+};
+
+/// Everything one connection needs to know.
+#[derive(Clone, Debug)]
+pub struct ConnSpec {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+    pub pattern: Pattern,
+    pub size: usize,
+    pub conn: u32,
+    pub hardware_counters: bool,
+    pub zerocopy: ZeroCopyOptions,
+    /// Test knobs passed to the server.
+    pub read_delay_ms: u64,
+    pub rcvbuf: Option<u32>,
+}
+
+/// The shared clock of a cell: every connection measures the same window.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub warm_end: Instant,
+    pub end: Instant,
+}
+
+/// What one connection measured.
+pub struct ConnResult {
+    /// Stream: the client's sends. Rr: unused (the server sends; see `report.sender`).
+    pub sender: SenderStats,
+    pub counters: CounterValues,
+    /// Messages the client sent (stream) or received (rr) inside the window.
+    pub measured_messages: u64,
+    /// First measured send started / last measured send returned (stream), or first measured
+    /// request sent / last measured response verified (rr).
+    pub measured_ns: u64,
+    /// Rr: round-trip times of measured requests, in ns.
+    pub latency: Option<Histogram<u64>>,
+    /// Rr: the client-side verification of responses failed.
+    pub corruption: Option<String>,
+    pub report: Report,
+    pub interrupted: bool,
+}
+
+/// Connect and say hello (done before the cell's clock starts).
+pub fn connect(spec: &ConnSpec) -> io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&spec.addr, Duration::from_secs(5))
+        .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", spec.addr)))?;
+    if spec.pattern == Pattern::Rr {
+        s.set_nodelay(true)?;
+    }
+    wire::write_frame(
+        &mut s,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            pattern: spec.pattern,
+            mode: spec.mode,
+            size: spec.size,
+            conn: spec.conn,
+            hardware_counters: spec.hardware_counters,
+            read_delay_ms: spec.read_delay_ms,
+            rcvbuf: spec.rcvbuf,
+        },
+    )?;
+    Ok(s)
+}
+
+pub fn run(
+    s: TcpStream,
+    spec: &ConnSpec,
+    window: Window,
+    stop: &AtomicBool,
+) -> io::Result<ConnResult> {
+    match spec.pattern {
+        Pattern::Stream => run_stream(s, spec, window, stop),
+        Pattern::Rr => run_rr(s, spec, window, stop),
+    }
+}
+
+fn finish_connection(s: &mut TcpStream) -> io::Result<Report> {
+    s.shutdown(Shutdown::Write)?;
+    wire::read_frame(s).map_err(|e| io::Error::new(e.kind(), format!("reading the report: {e}")))
+}
+
+fn run_stream(
+    mut s: TcpStream,
+    spec: &ConnSpec,
+    w: Window,
+    stop: &AtomicBool,
+) -> io::Result<ConnResult> {
+    let mut counters = ThreadCounters::open(spec.hardware_counters)?;
+    let mut sender = new_sender(
+        spec.mode,
+        s.as_raw_fd(),
+        spec.conn,
+        spec.size,
+        spec.zerocopy,
+    )?;
+    let (mut seq, mut measured_messages) = (0u64, 0u64);
+    let (mut first, mut last) = (None, None);
+    let mut interrupted = false;
+    loop {
+        let now = Instant::now();
+        if now >= w.end {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let measured = now >= w.warm_end;
+        if measured && first.is_none() {
+            counters.enable()?;
+            first = Some(Instant::now());
+        }
+        sender.send(seq, measured)?;
+        seq += 1;
+        if measured {
+            measured_messages += 1;
+            last = Some(Instant::now());
+        }
+    }
+    counters.disable()?;
+    let stats = sender.finish()?;
+    let report = finish_connection(&mut s)?;
+    Ok(ConnResult {
+        sender: stats,
+        counters: counters.read()?,
+        measured_messages,
+        measured_ns: match (first, last) {
+            (Some(a), Some(b)) => b.duration_since(a).as_nanos() as u64,
+            _ => 0,
+        },
+        latency: None,
+        corruption: None,
+        report,
+        interrupted,
+    })
+}
+
+fn run_rr(
+    mut s: TcpStream,
+    spec: &ConnSpec,
+    w: Window,
+    stop: &AtomicBool,
+) -> io::Result<ConnResult> {
+    let mut counters = ThreadCounters::open(spec.hardware_counters)?;
+    let mut v = Verifier::new(spec.conn, spec.size);
+    // 1 ns .. 60 s at 3 significant digits.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+    let mut buf = vec![0u8; spec.size.min(1 << 20)];
+    let (mut seq, mut measured_messages) = (0u64, 0u64);
+    let (mut first, mut last) = (None, None);
+    let mut corruption = None;
+    let mut interrupted = false;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= w.end {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let measured = t0 >= w.warm_end;
+        if measured && first.is_none() {
+            counters.enable()?;
+            first = Some(t0);
+        }
+        v.expect_seq(seq);
+        s.write_all(&wire::encode_request(seq, measured))?;
+        let mut left = spec.size;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = match s.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed mid-response",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            // After a corruption, read the rest of the response unchecked so the stream
+            // stays aligned for the server's report.
+            if corruption.is_none()
+                && let Err(c) = v.feed(&buf[..n], Instant::now())
+            {
+                corruption = Some(c.0);
+            }
+            left -= n;
+        }
+        if corruption.is_some() {
+            break;
+        }
+        let t1 = Instant::now();
+        if measured {
+            hist.record((t1 - t0).as_nanos().max(1) as u64)
+                .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+            measured_messages += 1;
+            last = Some(t1);
+        }
+        seq += 1;
+    }
+    counters.disable()?;
+    let report = finish_connection(&mut s)?;
+    Ok(ConnResult {
+        sender: SenderStats::default(),
+        counters: counters.read()?,
+        measured_messages,
+        measured_ns: match (first, last) {
+            (Some(a), Some(b)) => b.duration_since(a).as_nanos() as u64,
+            _ => 0,
+        },
+        latency: Some(hist),
+        corruption,
+        report,
+        interrupted,
+    })
+}

@@ -1,0 +1,348 @@
+//! The benchmark message and its byte-exact verification.
+//!
+//! A message of `size` bytes is a struct of 8 separately heap-allocated fields of `size / 8`
+//! bytes each (the remainder goes to the last fields), like the original study's struct of 8
+//! strings. Every byte is checkable by the receiver:
+//!
+//! * each field starts with an 8-byte **stamp**: `seq << 4 | field << 1 | measured`;
+//! * every other byte is a fixed pattern of (connection, position in the message).
+//!
+//! Senders only rewrite the 8 stamps (64 bytes) per message, so generating data costs nothing
+//! next to the copies being measured, yet a buffer reused before the kernel is done with it
+//! (zero-copy lifetime bug) shows up as a stamp from the wrong message.
+use std::time::Instant;
+
+pub const FIELDS: usize = 8;
+pub const STAMP: usize = 8;
+/// Smallest message: every field must hold its stamp.
+pub const MIN_SIZE: usize = FIELDS * STAMP;
+
+/// Field lengths for a message of `size` bytes.
+pub fn field_lengths(size: usize) -> [usize; FIELDS] {
+    let base = size / FIELDS;
+    let extra = size % FIELDS;
+    std::array::from_fn(|i| base + usize::from(i >= FIELDS - extra))
+}
+
+/// Offsets of the fields within the message as it appears on the wire.
+pub fn field_offsets(size: usize) -> [usize; FIELDS] {
+    let lens = field_lengths(size);
+    let mut off = [0; FIELDS];
+    for i in 1..FIELDS {
+        off[i] = off[i - 1] + lens[i - 1];
+    }
+    off
+}
+
+pub fn stamp(seq: u64, field: usize, measured: bool) -> u64 {
+    (seq << 4) | ((field as u64) << 1) | u64::from(measured)
+}
+
+/// The fixed pattern byte at `pos` of a message on connection `conn`.
+#[inline]
+pub fn pattern_byte(conn: u32, pos: usize) -> u8 {
+    let x = (pos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(conn) << 32);
+    (x >> 56) as u8 ^ (pos as u8)
+}
+
+/// One message: 8 heap-allocated fields.
+pub struct Message {
+    pub fields: Vec<Vec<u8>>,
+}
+
+impl Message {
+    pub fn new(conn: u32, size: usize) -> Message {
+        let offs = field_offsets(size);
+        let fields = field_lengths(size)
+            .iter()
+            .zip(offs)
+            .map(|(&len, off)| (0..len).map(|i| pattern_byte(conn, off + i)).collect())
+            .collect();
+        Message { fields }
+    }
+
+    /// Write the 8 stamps for message `seq`.
+    pub fn stamp(&mut self, seq: u64, measured: bool) {
+        for (i, f) in self.fields.iter_mut().enumerate() {
+            f[..STAMP].copy_from_slice(&stamp(seq, i, measured).to_le_bytes());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the verifier found wrong, precisely enough to debug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption(pub String);
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a byte stream of consecutive messages, every byte, incrementally.
+pub struct Verifier {
+    conn: u32,
+    size: usize,
+    /// The message with all stamps zeroed.
+    template: Vec<u8>,
+    offsets: [usize; FIELDS],
+    /// Position within the current message.
+    off: usize,
+    /// Sequence number expected for the current message.
+    seq: u64,
+    stamp_buf: [u8; STAMP],
+    /// Measured flag of the current message (from its first stamp), if read.
+    cur_measured: Option<bool>,
+    cur_start: Option<Instant>,
+    seen_measured: bool,
+    done_measuring: bool,
+    pub messages: u64,
+    pub bytes: u64,
+    pub measured_messages: u64,
+    pub first_measured_start: Option<Instant>,
+    pub last_measured_end: Option<Instant>,
+}
+
+impl Verifier {
+    pub fn new(conn: u32, size: usize) -> Verifier {
+        let mut template: Vec<u8> = (0..size).map(|p| pattern_byte(conn, p)).collect();
+        let offsets = field_offsets(size);
+        for &o in &offsets {
+            template[o..o + STAMP].fill(0);
+        }
+        Verifier {
+            conn,
+            size,
+            template,
+            offsets,
+            off: 0,
+            seq: 0,
+            stamp_buf: [0; STAMP],
+            cur_measured: None,
+            cur_start: None,
+            seen_measured: false,
+            done_measuring: false,
+            messages: 0,
+            bytes: 0,
+            measured_messages: 0,
+            first_measured_start: None,
+            last_measured_end: None,
+        }
+    }
+
+    /// Start expecting message `seq` next (request/response: the client knows what it asked).
+    pub fn expect_seq(&mut self, seq: u64) {
+        debug_assert_eq!(self.off, 0);
+        self.seq = seq;
+    }
+
+    /// True between messages.
+    pub fn at_boundary(&self) -> bool {
+        self.off == 0
+    }
+
+    /// Feed the next bytes of the stream, received at `now`.
+    pub fn feed(&mut self, mut data: &[u8], now: Instant) -> Result<(), Corruption> {
+        self.bytes += data.len() as u64;
+        while !data.is_empty() {
+            if self.off == 0 {
+                self.cur_start = Some(now);
+                self.cur_measured = None;
+            }
+            // The next stamp at or after `off`, or the message end.
+            let field = self
+                .offsets
+                .iter()
+                .rposition(|&o| o <= self.off)
+                .unwrap_or(0);
+            let stamp_start = self.offsets[field];
+            let n;
+            if self.off < stamp_start + STAMP {
+                let k = self.off - stamp_start;
+                n = (STAMP - k).min(data.len());
+                self.stamp_buf[k..k + n].copy_from_slice(&data[..n]);
+                if k + n == STAMP {
+                    self.check_stamp(field)?;
+                }
+            } else {
+                let next = self.offsets.get(field + 1).copied().unwrap_or(self.size);
+                n = (next - self.off).min(data.len());
+                if data[..n] != self.template[self.off..self.off + n] {
+                    let i = (0..n)
+                        .find(|&i| data[i] != self.template[self.off + i])
+                        .unwrap_or(0);
+                    return Err(Corruption(format!(
+                        "connection {}, message {}, byte {} (field {field}): expected {:#04x}, got {:#04x}",
+                        self.conn,
+                        self.seq,
+                        self.off + i,
+                        self.template[self.off + i],
+                        data[i]
+                    )));
+                }
+            }
+            self.off += n;
+            data = &data[n..];
+            if self.off == self.size {
+                self.finish_message(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_stamp(&mut self, field: usize) -> Result<(), Corruption> {
+        let got = u64::from_le_bytes(self.stamp_buf);
+        let (seq, f, measured) = (got >> 4, ((got >> 1) & 7) as usize, got & 1 == 1);
+        if seq != self.seq || f != field {
+            return Err(Corruption(format!(
+                "connection {}, message {}, field {field}: stamp says message {seq} field {f} \
+                 (a buffer was reused or data reordered)",
+                self.conn, self.seq
+            )));
+        }
+        match self.cur_measured {
+            None => {
+                if measured && self.done_measuring {
+                    return Err(Corruption(format!(
+                        "connection {}, message {}: measured flag set again after the \
+                         measured window ended",
+                        self.conn, self.seq
+                    )));
+                }
+                if !measured && self.seen_measured {
+                    self.done_measuring = true;
+                }
+                self.cur_measured = Some(measured);
+            }
+            Some(m) if m != measured => {
+                return Err(Corruption(format!(
+                    "connection {}, message {}, field {field}: measured flag differs between \
+                     fields",
+                    self.conn, self.seq
+                )));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn finish_message(&mut self, now: Instant) {
+        if self.cur_measured == Some(true) {
+            if !self.seen_measured {
+                self.seen_measured = true;
+                self.first_measured_start = self.cur_start;
+            }
+            self.measured_messages += 1;
+            self.last_measured_end = Some(now);
+        }
+        self.messages += 1;
+        self.seq += 1;
+        self.off = 0;
+    }
+
+    /// The stream ended: it must end between messages.
+    pub fn finish(&self) -> Result<(), Corruption> {
+        if self.off != 0 {
+            return Err(Corruption(format!(
+                "connection {}: stream ended {} bytes into message {}",
+                self.conn, self.off, self.seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the measured messages.
+    pub fn measured_bytes(&self) -> u64 {
+        self.measured_messages * self.size as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(m: &Message) -> Vec<u8> {
+        m.fields.concat()
+    }
+
+    #[test]
+    fn fields_split_the_total_size() {
+        assert_eq!(field_lengths(64), [8; 8]);
+        assert_eq!(field_lengths(1000), [125; 8]);
+        assert_eq!(field_lengths(67), [8, 8, 8, 8, 8, 9, 9, 9]);
+        assert_eq!(field_lengths(1 << 20).iter().sum::<usize>(), 1 << 20);
+        let m = Message::new(3, 4099);
+        assert_eq!(m.len(), 4099);
+        assert_eq!(m.fields.len(), 8);
+    }
+
+    #[test]
+    fn verifies_a_stream_fed_in_odd_chunks() {
+        for size in [64, 67, 4096, 70_001] {
+            let mut m = Message::new(7, size);
+            let mut stream = Vec::new();
+            for seq in 0..5 {
+                m.stamp(seq, (1..4).contains(&seq));
+                stream.extend(wire(&m));
+            }
+            let mut v = Verifier::new(7, size);
+            let now = Instant::now();
+            for chunk in stream.chunks(13) {
+                v.feed(chunk, now).unwrap();
+            }
+            v.finish().unwrap();
+            assert_eq!(v.messages, 5);
+            assert_eq!(v.measured_messages, 3);
+            assert_eq!(v.measured_bytes(), 3 * size as u64);
+            assert_eq!(v.bytes, 5 * size as u64);
+        }
+    }
+
+    #[test]
+    fn detects_a_flipped_byte_anywhere() {
+        let size = 4096;
+        let mut m = Message::new(1, size);
+        m.stamp(0, false);
+        let good = wire(&m);
+        for pos in [0, 7, 8, 511, 512, 513, 4095] {
+            let mut bad = good.clone();
+            bad[pos] ^= 0x40;
+            let mut v = Verifier::new(1, size);
+            assert!(
+                v.feed(&bad, Instant::now()).is_err(),
+                "byte {pos} not caught"
+            );
+        }
+    }
+
+    #[test]
+    fn detects_a_reused_buffer() {
+        // The buffer of message 0 was overwritten by message 1's stamps before it was sent.
+        let size = 256;
+        let mut m = Message::new(0, size);
+        m.stamp(1, false);
+        let mut v = Verifier::new(0, size);
+        let e = v.feed(&wire(&m), Instant::now()).unwrap_err();
+        assert!(e.0.contains("stamp says message 1"), "{e}");
+    }
+
+    #[test]
+    fn detects_wrong_connection_data_and_truncation() {
+        let size = 128;
+        let mut m = Message::new(2, size);
+        m.stamp(0, false);
+        let mut v = Verifier::new(3, size);
+        assert!(v.feed(&wire(&m), Instant::now()).is_err());
+        let mut v = Verifier::new(2, size);
+        v.feed(&wire(&m)[..100], Instant::now()).unwrap();
+        assert!(v.finish().is_err());
+    }
+}

@@ -1,0 +1,358 @@
+use std::{
+    net::ToSocketAddrs,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use copytrace::{
+    bench::{
+        Mode, Pattern, parse_size,
+        results::{
+            self, BenchDocument, ConfigEcho, HardwareCounters, Host, SCHEMA, SCHEMA_VERSION,
+        },
+        sweep::{self, Cell, CellHook, Env, FaultInjection, Plan, Topology},
+    },
+    counters, features,
+};
+
+/// The original study's grid.
+const DEFAULT_SIZES: &[&str] = &["64", "1K", "4K", "16K", "64K", "256K", "1M"];
+const DEFAULT_THREADS: &[usize] = &[1, 2, 4, 8];
+const QUICK_SIZES: &[&str] = &["64", "4K", "64K", "1M"];
+const QUICK_THREADS: &[usize] = &[1, 2];
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopologyArg {
+    /// Both ends in this process over 127.0.0.1.
+    Loopback,
+    /// Two network namespaces joined by a veth pair (created and removed by copytrace; root).
+    Netns,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Sender modes to run.
+    #[arg(long, value_delimiter = ',', default_values = ["two-copy", "one-copy", "zero-copy"])]
+    modes: Vec<Mode>,
+    /// TOTAL message sizes (each message is 8 heap fields of size/8 bytes): 64, 4K, 64KiB, 1M…
+    /// K/M/G are binary (1024), kB/MB/GB decimal. Default: 64,1K,4K,16K,64K,256K,1M.
+    #[arg(long, value_delimiter = ',', value_name = "SIZES")]
+    sizes: Option<Vec<String>>,
+    /// Connection counts (one sender thread and one receiver thread each). Default: 1,2,4,8.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    threads: Option<Vec<usize>>,
+    /// Patterns: stream (throughput) and/or rr (request/response latency).
+    #[arg(long, value_delimiter = ',', default_values = ["stream", "rr"])]
+    patterns: Vec<Pattern>,
+    /// Measured time per run. Default 2s (0.3s with --quick).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Unmeasured time before each run's window. Default 500ms (100ms with --quick).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+    /// Runs per cell, for the mean and 95% confidence interval. Default 3 (2 with --quick).
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// A small sweep that finishes in under a minute: sizes 64,4K,64K,1M, threads 1,2.
+    #[arg(long)]
+    quick: bool,
+    /// Where the receiver runs.
+    #[arg(long, value_enum, default_value = "loopback")]
+    topology: TopologyArg,
+    /// Run against `copytrace serve` on another host instead of a local receiver.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "topology")]
+    connect: Option<String>,
+    /// Port for the local receiver (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Write all records as JSON (schema copytrace.bench v1).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write all records as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+
+    /// Test only: the zero-copy sender reuses its buffer before completion.
+    #[arg(long, hide = true)]
+    fault_zc_reuse_early: bool,
+    /// Test only: the receiver waits this long before reading.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    fault_server_read_delay: Option<Duration>,
+    /// Test only: SO_RCVBUF of the receiver.
+    #[arg(long, hide = true)]
+    fault_server_rcvbuf: Option<u32>,
+    /// net.core.optmem_max in both namespaces (netns topology): the per-socket budget for
+    /// pending zero-copy notifications; small values provoke ENOBUFS.
+    #[arg(long, value_name = "BYTES")]
+    optmem_max: Option<u32>,
+}
+
+/// Make sure an output file can be written before spending minutes on a sweep.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let probe = path.with_extension("copytrace-probe");
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+pub struct Parsed {
+    pub plan: Plan,
+    pub topology: Topology,
+    pub faults: FaultInjection,
+}
+
+pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
+    let sizes: Vec<usize> = match &args.sizes {
+        Some(v) => v
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+        None => (if args.quick {
+            QUICK_SIZES
+        } else {
+            DEFAULT_SIZES
+        })
+        .iter()
+        .map(|s| parse_size(s).expect("built-in sizes parse"))
+        .collect(),
+    };
+    let threads = args.threads.clone().unwrap_or_else(|| {
+        (if args.quick {
+            QUICK_THREADS
+        } else {
+            DEFAULT_THREADS
+        })
+        .to_vec()
+    });
+    sweep::validate(&sizes, &threads).map_err(anyhow::Error::msg)?;
+    let repeat = args.repeat.unwrap_or(if args.quick { 2 } else { 3 });
+    if repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let duration = args.duration.unwrap_or(if args.quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
+    });
+    if duration.is_zero() {
+        bail!("--duration must be greater than zero");
+    }
+    let warmup = args.warmup.unwrap_or(if args.quick {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(500)
+    });
+    let topology = match (&args.connect, args.topology) {
+        (Some(hp), _) => Topology::Remote(
+            hp.to_socket_addrs()
+                .with_context(|| format!("cannot resolve {hp}"))?
+                .next()
+                .with_context(|| format!("{hp} resolves to no address"))?,
+        ),
+        (None, TopologyArg::Loopback) => Topology::Loopback,
+        (None, TopologyArg::Netns) => Topology::Netns,
+    };
+    if args.optmem_max.is_some() && topology != Topology::Netns {
+        bail!("--optmem-max needs --topology netns (it is set in copytrace's own namespaces only)");
+    }
+    let mut cells = Vec::new();
+    for &pattern in &args.patterns {
+        for &mode in &args.modes {
+            for &threads in &threads {
+                for &size in &sizes {
+                    cells.push(Cell {
+                        mode,
+                        pattern,
+                        size,
+                        threads,
+                    });
+                }
+            }
+        }
+    }
+    if cells.is_empty() {
+        bail!("nothing to run: no modes or no patterns");
+    }
+    Ok(Parsed {
+        plan: Plan {
+            cells,
+            repeat,
+            warmup,
+            duration,
+        },
+        topology,
+        faults: FaultInjection {
+            zerocopy_reuse_early: args.fault_zc_reuse_early,
+            server_read_delay_ms: args
+                .fault_server_read_delay
+                .map_or(0, |d| d.as_millis() as u64),
+            server_rcvbuf: args.fault_server_rcvbuf,
+            optmem_max: args.optmem_max,
+        },
+    })
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Run a sweep with `hook` around each cell and produce the document (not yet written).
+pub fn sweep_document(
+    args: &Args,
+    parsed: Parsed,
+    stop: &Arc<AtomicBool>,
+    hook: &mut dyn CellHook,
+    trace: bool,
+) -> anyhow::Result<BenchDocument> {
+    let started_at = now_rfc3339();
+    let hw = counters::hardware_available();
+    let features = if copytrace::trace::loader::require_root().is_ok() {
+        features::probe()?.features
+    } else {
+        vec![
+            counters::software_events_feature(),
+            counters::hardware_pmu_feature(),
+        ]
+    };
+    let env = Env::new(
+        parsed.topology.clone(),
+        args.port,
+        hw.is_ok(),
+        parsed.faults,
+    )?;
+    let plan = &parsed.plan;
+    let bar = indicatif::ProgressBar::new(plan.runs() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("bench");
+    let mut progress = |k: usize, _n: usize, label: &str| {
+        bar.set_position(k as u64);
+        bar.set_message(label.to_string());
+    };
+    let (records, complete) = sweep::run_sweep(&env, plan, stop, hook, &mut progress)?;
+    bar.finish_and_clear();
+    drop(env);
+
+    let mut notes = vec![
+        "size is the total message size; each message is 8 separately allocated fields of \
+         size/8 bytes"
+            .to_string(),
+        "throughput is decimal Gbit/s over each connection's measured wall time, summed over \
+         connections; rx/tx compares the receiver's and the sender's view"
+            .to_string(),
+        "CPU time is task-clock of the sender and receiver threads with kernel time included; \
+         softirq work done in ksoftirqd is not attributed"
+            .to_string(),
+    ];
+    if let Err(reason) = &hw {
+        notes.push(format!("hardware counters unavailable: {reason}"));
+    }
+    if !complete {
+        notes.push("interrupted: only the runs that completed are recorded".into());
+    }
+    let summary = BenchDocument::summarize(&records);
+    Ok(BenchDocument {
+        schema: SCHEMA.into(),
+        schema_version: SCHEMA_VERSION,
+        complete,
+        copytrace_version: env!("CARGO_PKG_VERSION").into(),
+        started_at,
+        finished_at: now_rfc3339(),
+        host: Host::detect(),
+        features,
+        hardware_counters: HardwareCounters {
+            available: hw.is_ok(),
+            reason: hw.err(),
+        },
+        config: ConfigEcho {
+            modes: args.modes.clone(),
+            sizes: plan
+                .cells
+                .iter()
+                .map(|c| c.size)
+                .fold(Vec::new(), |mut v, s| {
+                    if !v.contains(&s) {
+                        v.push(s);
+                    }
+                    v
+                }),
+            threads: plan
+                .cells
+                .iter()
+                .map(|c| c.threads)
+                .fold(Vec::new(), |mut v, t| {
+                    if !v.contains(&t) {
+                        v.push(t);
+                    }
+                    v
+                }),
+            patterns: args.patterns.clone(),
+            duration_s: plan.duration.as_secs_f64(),
+            warmup_s: plan.warmup.as_secs_f64(),
+            repeat: plan.repeat,
+            topology: parsed.topology.label(),
+            size_meaning: "total message size in bytes, split evenly over 8 fields".into(),
+            trace,
+        },
+        records,
+        summary,
+        notes,
+    })
+}
+
+/// Print the summary and write the requested files.
+pub fn emit(args: &Args, doc: &BenchDocument) -> anyhow::Result<ExitCode> {
+    println!(
+        "copytrace bench: {} runs on {} ({}), message size = total of 8 fields",
+        doc.records.len(),
+        doc.config.topology,
+        doc.host.kernel
+    );
+    print!("{}", results::render_summary(doc));
+    for n in &doc.notes {
+        println!("note: {n}");
+    }
+    if let Some(p) = &args.json {
+        results::write_atomic(p, &results::to_json(doc)?)?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.csv {
+        results::write_atomic(p, &results::to_csv(doc)?)?;
+        println!("wrote {}", p.display());
+    }
+    let corrupt: Vec<_> = doc.records.iter().filter(|r| !r.integrity_ok()).collect();
+    if let Some(r) = corrupt.first() {
+        eprintln!(
+            "copytrace: error: integrity check FAILED in {} run(s); first: {} {} {} ×{}: {}",
+            corrupt.len(),
+            r.mode.as_str(),
+            r.pattern.as_str(),
+            r.size,
+            r.threads,
+            r.integrity
+        );
+        return Ok(ExitCode::from(3));
+    }
+    if !doc.complete {
+        eprintln!("copytrace: interrupted; results are marked incomplete");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let parsed = parse(&args)?;
+    for p in args.json.iter().chain(args.csv.iter()) {
+        check_writable(p)?;
+    }
+    let stop = super::stop_flag()?;
+    let doc = sweep_document(&args, parsed, &stop, &mut sweep::NoHook, false)?;
+    emit(&args, &doc)
+}

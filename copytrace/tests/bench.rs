@@ -1,0 +1,342 @@
+//! `copytrace bench` end to end: results, integrity, ENOBUFS, bad input, interruption.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn copytrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_copytrace"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("copytrace-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    copytrace().args(args).output().expect("copytrace runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn load(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn records(doc: &Value) -> &Vec<Value> {
+    doc["records"].as_array().unwrap()
+}
+
+fn assert_one_error_line(o: &Output, contains: &str) {
+    assert!(!o.status.success(), "expected failure");
+    let err = text(&o.stderr);
+    let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "stderr: {err}");
+    assert!(lines[0].starts_with("copytrace: error: "), "stderr: {err}");
+    assert!(lines[0].contains(contains), "stderr: {err}");
+}
+
+#[test]
+#[ignore = "needs root (kernel-inclusive perf counters): run with `cargo xtask test`"]
+fn small_sweep_records_everything_and_sides_agree() {
+    let json = tmp("small.json");
+    let csv = tmp("small.csv");
+    let o = run(&[
+        "bench",
+        "--sizes",
+        "64,64K",
+        "--threads",
+        "1,2",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "50ms",
+        "--repeat",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let doc = load(&json);
+    assert_eq!(doc["schema"], "copytrace.bench");
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["complete"], true);
+    let rs = records(&doc);
+    // 3 modes × 2 patterns × 2 sizes × 2 thread counts × 2 repeats.
+    assert_eq!(rs.len(), 48);
+    for r in rs {
+        let what = format!(
+            "{} {} {} x{}",
+            r["mode"], r["pattern"], r["size"], r["threads"]
+        );
+        assert_eq!(r["integrity"], "ok", "{what}");
+        let size = r["size"].as_u64().unwrap();
+        let (tx, rx) = (&r["sender"], &r["receiver"]);
+        assert!(tx["gbps"].as_f64().unwrap() > 0.0, "{what}");
+        assert!(tx["messages"].as_u64().unwrap() > 0, "{what}");
+        assert_eq!(
+            tx["bytes"].as_u64().unwrap(),
+            tx["messages"].as_u64().unwrap() * size,
+            "{what}"
+        );
+        // The receiver verified and counted exactly the messages the sender flagged measured.
+        assert_eq!(tx["messages"], rx["messages"], "{what}");
+        assert_eq!(tx["bytes"], rx["bytes"], "{what}");
+        let ratio = r["rx_tx_ratio"].as_f64().unwrap();
+        assert!((0.8..1.25).contains(&ratio), "{what}: rx/tx {ratio}");
+        assert!(
+            r["counters"]["sender"]["task_clock_ns"].as_u64().unwrap() > 0,
+            "{what}"
+        );
+        assert!(
+            r["counters"]["receiver"]["task_clock_ns"].as_u64().unwrap() > 0,
+            "{what}"
+        );
+        assert!(r["derived"]["cpu_s_per_gb"].as_f64().unwrap() > 0.0);
+        assert!(r["send_syscalls"].as_u64().unwrap() >= tx["messages"].as_u64().unwrap());
+        if r["pattern"] == "rr" {
+            let l = &r["latency"];
+            let p = |k: &str| l[k].as_u64().unwrap();
+            assert!(p("p50_ns") > 0 && p("p50_ns") <= p("p90_ns"), "{what}: {l}");
+            assert!(
+                p("p90_ns") <= p("p99_ns") && p("p99_ns") <= p("p999_ns"),
+                "{l}"
+            );
+            assert!(p("p999_ns") <= p("max_ns"), "{l}");
+            assert_eq!(l["count"], tx["messages"], "{what}");
+            assert!(!l["cdf"].as_array().unwrap().is_empty());
+        } else {
+            assert!(r.get("latency").is_none(), "{what}");
+        }
+        if r["mode"] == "zero-copy" {
+            let z = &r["zerocopy"];
+            // Loopback always copies later: every completion carries ZEROCOPY_COPIED.
+            assert_eq!(z["copied_fraction"].as_f64().unwrap(), 1.0, "{what}: {z}");
+            assert_eq!(z["copied_ids"], z["ids"], "{what}: {z}");
+            assert!(z["ids"].as_u64().unwrap() >= tx["messages"].as_u64().unwrap());
+        } else {
+            assert!(r.get("zerocopy").is_none(), "{what}");
+        }
+    }
+    assert_eq!(doc["summary"].as_array().unwrap().len(), 24);
+    assert_eq!(doc["hardware_counters"]["available"].as_bool().unwrap(), {
+        std::path::Path::new("/sys/bus/event_source/devices/cpu").exists()
+    });
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_text.lines().count(), 49, "header + one row per record");
+    assert!(text(&o.stdout).contains("message size = total of 8 fields"));
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn reusing_a_zero_copy_buffer_early_is_caught() {
+    let json = tmp("reuse.json");
+    let o = run(&[
+        "bench",
+        "--modes",
+        "zero-copy",
+        "--patterns",
+        "stream",
+        "--sizes",
+        "64K",
+        "--threads",
+        "1",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--repeat",
+        "1",
+        "--fault-zc-reuse-early",
+        "--fault-server-read-delay",
+        "100ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("integrity check FAILED"),
+        "{}",
+        text(&o.stderr)
+    );
+    let doc = load(&json);
+    let i = records(&doc)[0]["integrity"].as_str().unwrap().to_string();
+    assert!(i.starts_with("corrupt: "), "{i}");
+    assert!(i.contains("buffer was reused"), "{i}");
+}
+
+#[test]
+#[ignore = "needs root (network namespaces): run with `cargo xtask test`"]
+fn enobufs_is_survived_and_counted() {
+    let json = tmp("enobufs.json");
+    let o = run(&[
+        "bench",
+        "--modes",
+        "zero-copy",
+        "--patterns",
+        "stream",
+        "--sizes",
+        "4K",
+        "--threads",
+        "1",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--repeat",
+        "1",
+        "--topology",
+        "netns",
+        "--optmem-max",
+        "1000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let doc = load(&json);
+    let r = &records(&doc)[0];
+    assert_eq!(r["integrity"], "ok");
+    assert!(
+        r["zerocopy"]["enobufs"].as_u64().unwrap() > 0,
+        "{}",
+        r["zerocopy"]
+    );
+    assert!(r["sender"]["messages"].as_u64().unwrap() > 0);
+    assert_eq!(r["sender"]["messages"], r["receiver"]["messages"]);
+    assert_eq!(doc["config"]["topology"], "netns (veth)");
+    assert_no_namespaces_left();
+}
+
+fn assert_no_namespaces_left() {
+    let mine = format!("copytrace-{}", std::process::id());
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("copytrace-") && !n.starts_with(&mine))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Other copytrace processes of this test run may be mid-run; only dead owners count.
+    let dead: Vec<&String> = left
+        .iter()
+        .filter(|n| {
+            let pid = n
+                .trim_start_matches("copytrace-")
+                .split('-')
+                .next()
+                .unwrap();
+            !Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .collect();
+    assert!(dead.is_empty(), "namespaces left behind: {dead:?}");
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn bad_input_is_one_clear_error_and_no_file() {
+    let json = tmp("bad.json");
+    let _ = std::fs::remove_file(&json);
+    let j = json.to_str().unwrap();
+    for (args, msg) in [
+        (vec!["--sizes", "0"], "out of range"),
+        (vec!["--sizes", "2G"], "out of range"),
+        (vec!["--sizes", "32"], "too small"),
+        (vec!["--sizes", "12Q"], "invalid size unit"),
+        (vec!["--threads", "0"], "thread count 0 is out of range"),
+        (
+            vec!["--threads", "1025"],
+            "thread count 1025 is out of range",
+        ),
+        (vec!["--repeat", "0"], "--repeat must be at least 1"),
+        (
+            vec!["--optmem-max", "1000"],
+            "--optmem-max needs --topology netns",
+        ),
+    ] {
+        let mut all = vec!["bench"];
+        all.extend(args.iter().copied());
+        all.extend(["--json", j]);
+        let o = run(&all);
+        assert_one_error_line(&o, msg);
+        assert!(!json.exists(), "{args:?} left a result file");
+    }
+    // A port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = run(&["bench", "--quick", "--port", &port, "--json", j]);
+    assert_one_error_line(&o, &format!("port {port} is in use"));
+    assert!(!json.exists());
+}
+
+#[test]
+#[ignore = "needs root (to drop privileges): run with `cargo xtask test`"]
+fn netns_without_privileges_is_one_clear_error() {
+    use std::os::unix::process::CommandExt as _;
+    let mut c = copytrace();
+    c.args(["bench", "--quick", "--topology", "netns"]);
+    // SAFETY: setgid/setuid between fork and exec are async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    assert_one_error_line(&o, "the netns topology needs root");
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn ctrl_c_writes_completed_runs_marked_incomplete() {
+    let json = tmp("interrupted.json");
+    let child = copytrace()
+        .args([
+            "bench",
+            "--modes",
+            "two-copy",
+            "--patterns",
+            "stream",
+            "--sizes",
+            "64K",
+            "--threads",
+            "1",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+            "--repeat",
+            "50",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let a few runs complete, then interrupt.
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(8), "stopped promptly");
+    assert_eq!(o.status.code(), Some(130), "stderr: {}", text(&o.stderr));
+    let doc = load(&json);
+    assert_eq!(doc["complete"], false);
+    let n = records(&doc).len();
+    assert!((1..50).contains(&n), "{n} records");
+    for r in records(&doc) {
+        assert_eq!(r["integrity"], "ok");
+    }
+}
