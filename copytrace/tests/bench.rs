@@ -340,3 +340,59 @@ fn ctrl_c_writes_completed_runs_marked_incomplete() {
         assert_eq!(r["integrity"], "ok");
     }
 }
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn connect_to_a_separate_serve_process() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut server = copytrace()
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let json = tmp("remote.json");
+    let o = run(&[
+        "bench",
+        "--connect",
+        &format!("127.0.0.1:{port}"),
+        "--sizes",
+        "4K",
+        "--threads",
+        "2",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "50ms",
+        "--repeat",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+    let status = server.wait().unwrap();
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert!(
+        status.success(),
+        "serve exits cleanly on SIGINT: {status:?}"
+    );
+    let doc = load(&json);
+    assert_eq!(
+        doc["config"]["topology"],
+        format!("remote 127.0.0.1:{port}")
+    );
+    assert_eq!(records(&doc).len(), 6);
+    for r in records(&doc) {
+        assert_eq!(r["integrity"], "ok");
+        assert_eq!(r["sender"]["messages"], r["receiver"]["messages"]);
+        // The server's counters travel back in its report.
+        assert!(r["counters"]["receiver"]["task_clock_ns"].as_u64().unwrap() > 0);
+    }
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod peers;
 mod setup;
 mod tasks;
 
@@ -29,6 +30,15 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// copytrace's two-copy stream next to iperf3 over loopback, as a ratio.
+    BenchPeers {
+        /// Interleaved rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
     /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.
     Test {
         /// Extra arguments for `cargo test` test binaries (e.g. a test name filter).
@@ -46,6 +56,8 @@ fn main() -> ExitCode {
         }
         Command::Run { args } => setup::run().and_then(|env| tasks::run(&env, &args)),
         Command::Test { args } => setup::run().and_then(|env| tasks::test(&env, &args)),
+        Command::BenchPeers { rounds, seconds } => setup::run()
+            .and_then(|env| peers::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
     };
     match r {
         Ok(c) => c,
