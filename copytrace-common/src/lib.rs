@@ -13,13 +13,13 @@ pub mod path {
     pub const SOCK_SEND: u16 = 1;
     /// `sock_recvmsg()` returning (tracepoint `sock:sock_recv_length`).
     pub const SOCK_RECV: u16 = 2;
-    /// `tcp_sendmsg()`: one row per call, bytes accepted, time inside.
+    /// `tcp_sendmsg()`: one row per call, bytes accepted (return value), time inside.
     pub const TCP_SENDMSG: u16 = 3;
-    /// Bytes the CPU copied from user memory into kernel buffers on the send path.
+    /// Bytes the CPU copied from user memory into kernel buffers during send system calls.
     pub const COPY_FROM_USER: u16 = 4;
     /// Bytes attached to skbs by reference (MSG_ZEROCOPY) instead of being copied.
     pub const ZEROCOPY: u16 = 5;
-    /// User pages pinned for zero-copy (`count` = calls, `bytes` = pages).
+    /// User pages pinned for zero-copy during send calls (`bytes` holds **pages**).
     pub const PIN_PAGES: u16 = 6;
     /// Bytes the kernel copied *later* out of pinned user pages (`skb_copy_ubufs`).
     pub const DEFERRED_COPY: u16 = 7;
@@ -27,9 +27,11 @@ pub mod path {
     pub const RECV_COPY: u16 = 8;
     /// Time a traced thread spent off CPU (`sched:sched_switch`), `count` = switches.
     pub const OFF_CPU: u16 = 9;
-    /// Zero-copy completion notifications (`msg_zerocopy_callback`), `bytes` unused.
+    /// Zero-copy completions (`msg_zerocopy_callback`).
     pub const ZC_COMPLETION: u16 = 10;
-    pub const COUNT: u16 = 11;
+    /// Iterations of the tcp_sendmsg copy loop (tracepoint `tcp:tcp_sendmsg_locked`).
+    pub const TCP_CHUNK: u16 = 11;
+    pub const COUNT: u16 = 12;
 }
 
 /// System calls we pair enter/exit for. Stored in [`StatKey::op`] for [`path::SYSCALL`] rows.
@@ -62,12 +64,21 @@ pub mod syscall {
     pub const fn socket_only(op: u16) -> bool {
         matches!(op, SENDMSG | SENDTO | RECVMSG | RECVFROM)
     }
+
+    /// Calls that may send on a socket.
+    pub const fn is_send(op: u16) -> bool {
+        matches!(op, SENDMSG | SENDTO | WRITE | WRITEV | SENDFILE)
+    }
 }
 
 /// Layout of [`StatKey::aux`].
 pub mod aux {
-    /// [`path::SYSCALL`] rows: the call passed `MSG_ZEROCOPY` in its flags.
+    /// [`path::SYSCALL`] / [`path::ZEROCOPY`] rows: the call passed `MSG_ZEROCOPY`.
     pub const ZEROCOPY_REQUESTED: u32 = 1;
+    /// The row was derived from other events rather than measured by a probe on the path.
+    pub const DERIVED: u32 = 2;
+    /// [`path::PIN_PAGES`]: pages *requested* (the nr_pages argument) rather than pinned.
+    pub const REQUESTED: u32 = 4;
     /// The socket's address family is stored in the upper 16 bits (0 = not a socket / unknown).
     pub const FAMILY_SHIFT: u32 = 16;
 
@@ -83,6 +94,7 @@ pub const MSG_ZEROCOPY: u64 = 0x0400_0000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatKey {
+    /// 0 for events in a context copytrace could not attribute (softirq of another task).
     pub tgid: u32,
     pub tid: u32,
     /// One of [`path`].
@@ -131,15 +143,59 @@ impl Default for Stats {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
     pub start_ns: u64,
+    /// Bytes copied from user space during the call (fentry/kprobe tier).
+    pub copied: u64,
+    pub copy_calls: u32,
+    /// [`aux`] bits decided at entry.
+    pub aux: u32,
     pub op: u16,
     /// Set when a socket tracepoint fired during the call.
     pub sock_seen: u16,
-    /// [`aux`] bits decided at entry.
-    pub aux: u32,
-    /// Address family and protocol of the socket (from the socket tracepoint), 0 if none seen.
+    /// Address family and protocol of the socket (from the socket tracepoint).
     pub family: u16,
     pub proto: u16,
+}
+
+/// Key of the `ENTRY` map pairing a function's entry with its return (kprobe/kretprobe,
+/// fentry/fexit where the exit needs something only the entry saw).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryKey {
+    pub pid_tgid: u64,
+    /// One of [`path`].
+    pub path: u64,
+}
+
+/// Value of the `ENTRY` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryVal {
+    pub start_ns: u64,
+    /// Path-specific: requested pages, bytes to copy, …
+    pub arg: u64,
+}
+
+/// A thread that switched out (key: tid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OffCpu {
+    pub since_ns: u64,
+    pub tgid: u32,
     pub _pad: u32,
+}
+
+/// A sampled system call, for the timeline export (ring buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpanEvent {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub ret: i64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub op: u16,
+    pub family: u16,
+    pub aux: u32,
 }
 
 /// Indices of the `COUNTERS` per-CPU array: the tracer's own health.
@@ -152,6 +208,10 @@ pub mod counter {
     pub const UNPAIRED_EXIT: u32 = 2;
     /// Tracked-process set full: a child could not be followed.
     pub const PIDS_FULL: u32 = 3;
+    /// Sampled events dropped because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 4;
+    /// Entry/return pairing map full: a probed call was not counted.
+    pub const ENTRY_FULL: u32 = 5;
     pub const COUNT: u32 = 8;
 }
 
@@ -175,6 +235,14 @@ pub struct TpOffsets {
     pub fork_child_pid: u32,
     /// `pid` of `sched:sched_process_exit`.
     pub exit_pid: u32,
+    /// `len` of `skb:skb_copy_datagram_iovec`.
+    pub skb_copy_len: u32,
+    /// `next_pid` of `sched:sched_switch`.
+    pub switch_next_pid: u32,
+    /// `msg_left` of `tcp:tcp_sendmsg_locked`.
+    pub tcp_msg_left: u32,
+    /// Byte offset of `struct sk_buff.data_len`, from the running kernel's BTF (0 = unknown).
+    pub skb_data_len: u32,
 }
 
 impl TpOffsets {
@@ -187,7 +255,20 @@ impl TpOffsets {
         sock_len_ret: 0,
         fork_child_pid: 0,
         exit_pid: 0,
+        skb_copy_len: 0,
+        switch_next_pid: 0,
+        tcp_msg_left: 0,
+        skb_data_len: 0,
     };
+}
+
+/// Indices of the `CONTROL` array: switches user space flips after attaching (the planner only
+/// knows then which paths have probes).
+pub mod control {
+    /// Derive copy/zero-copy bytes at syscall exit from the socket return value and the
+    /// MSG_ZEROCOPY flag, because the copy paths have no probe.
+    pub const DERIVE_COPY: u32 = 0;
+    pub const COUNT: u32 = 4;
 }
 
 /// Filter modes of [`Config::filter_mode`].
@@ -207,9 +288,10 @@ pub struct Config {
     pub follow_children: u32,
     /// Only count tasks in this cgroup v2 (0 = any).
     pub cgroup_id: u64,
-    /// copytrace's own tgid, never traced.
+    /// copytrace's own tgid, never traced (0 = trace it too).
     pub self_tgid: u32,
-    pub _pad: u32,
+    /// Emit one of every `sample_every` system calls to the ring buffer (0 = none).
+    pub sample_every: u32,
     pub offsets: TpOffsets,
 }
 
@@ -219,7 +301,7 @@ impl Config {
         follow_children: 0,
         cgroup_id: 0,
         self_tgid: 0,
-        _pad: 0,
+        sample_every: 0,
         offsets: TpOffsets::ZERO,
     };
 }
@@ -231,6 +313,10 @@ mod user {
     unsafe impl aya::Pod for StatKey {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for InFlight {}
+    unsafe impl aya::Pod for EntryKey {}
+    unsafe impl aya::Pod for EntryVal {}
+    unsafe impl aya::Pod for OffCpu {}
+    unsafe impl aya::Pod for SpanEvent {}
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for Config {}
 }
@@ -244,11 +330,15 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
         assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
-        assert_eq!(size_of::<InFlight>(), 8 + 2 + 2 + 4 + 2 + 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 8);
+        assert_eq!(size_of::<InFlight>(), 8 + 8 + 4 + 4 + 2 * 4);
+        assert_eq!(size_of::<EntryKey>(), 16);
+        assert_eq!(size_of::<EntryVal>(), 16);
+        assert_eq!(size_of::<OffCpu>(), 16);
+        assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 12);
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 8 + 4 + 4 + size_of::<TpOffsets>()
+            4 + 4 + 8 + 4 * 2 + size_of::<TpOffsets>()
         );
     }
 }

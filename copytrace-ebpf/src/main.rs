@@ -5,25 +5,32 @@
 //! update the same per-CPU value and no atomics are needed even on preemptible kernels.
 //! User space sums the per-CPU values when it reads.
 //!
-//! Tracepoint field offsets are not compiled in: user space reads them from tracefs `format`
-//! files and writes them into [`CONFIG`] before loading.
+//! Each kernel path has up to three implementations, one per attach tier: fentry/fexit,
+//! kprobe/kretprobe, and tracepoints. User space (the attach planner) attaches exactly one tier
+//! per path, so no event is counted twice. Tracepoint field offsets and the one struct offset
+//! needed (`sk_buff.data_len`) are not compiled in: user space reads them from tracefs and BTF
+//! and writes them into [`CONFIG`] before loading.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext,
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RawTracePointContext,
+        RetProbeContext, TracePointContext,
     },
 };
 use aya_log_ebpf::info;
 use copytrace_common::{
-    Config, HIST_BUCKETS, InFlight, MSG_ZEROCOPY, StatKey, Stats, TpOffsets, aux, counter, filter,
-    path, syscall,
+    Config, EntryKey, EntryVal, HIST_BUCKETS, InFlight, MSG_ZEROCOPY, OffCpu, SpanEvent, StatKey,
+    Stats, TpOffsets, aux, control, counter, filter, path, syscall,
 };
 
 /// Written by user space (`EbpfLoader::override_global`) before load.
@@ -37,6 +44,14 @@ static STATS: PerCpuHashMap<StatKey, Stats> = PerCpuHashMap::with_max_entries(16
 #[map]
 static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(16384, 0);
 
+/// Function entries waiting for their return (LRU: a missed return cannot leak an entry).
+#[map]
+static ENTRY: LruHashMap<EntryKey, EntryVal> = LruHashMap::with_max_entries(65536, 0);
+
+/// Traced threads that are off CPU, keyed by tid (LRU: a thread that dies off CPU is evicted).
+#[map]
+static OFFCPU: LruHashMap<u32, OffCpu> = LruHashMap::with_max_entries(65536, 0);
+
 /// Traced tgids (filter mode PIDS). Values are unused.
 #[map]
 static PIDS: HashMap<u32, u32> = HashMap::with_max_entries(8192, 0);
@@ -48,6 +63,24 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// comfortably next to everything else.
 #[map]
 static ZERO: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU call counter for sampling.
+#[map]
+static SAMPLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sampled system calls for the timeline export.
+#[map]
+static SPANS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Run-time switches (see `copytrace_common::control`).
+#[map]
+static CONTROL: Array<u32> = Array::with_max_entries(control::COUNT, 0);
+
+#[inline(always)]
+fn control(idx: u32) -> u32 {
+    // SAFETY: valid map value.
+    CONTROL.get_ptr(idx).map_or(0, |p| unsafe { *p })
+}
 
 /// Set once the first traced event has been logged.
 #[map]
@@ -63,6 +96,12 @@ fn config_u32(field: &u32) -> u32 {
 fn offsets() -> TpOffsets {
     // SAFETY: as above.
     unsafe { core::ptr::read_volatile(&CONFIG.offsets) }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 #[inline(always)]
@@ -118,9 +157,9 @@ fn log2(mut v: u64) -> u32 {
     r | ((v >> 1) as u32)
 }
 
-/// Add one event to the stats row `key`. `ns` is recorded in total/histogram when `Some`.
+/// Add `count` events and `bytes` to the stats row `key`. `ns` goes into total/histogram.
 #[inline(always)]
-fn record(key: &StatKey, bytes: u64, failed: bool, ns: Option<u64>) {
+fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u64>) {
     let p = match STATS.get_ptr_mut(key) {
         Some(p) => p,
         None => {
@@ -143,7 +182,7 @@ fn record(key: &StatKey, bytes: u64, failed: bool, ns: Option<u64>) {
     };
     // SAFETY: `p` is this CPU's value for a key only the current task writes (tid in key).
     unsafe {
-        (*p).count += 1;
+        (*p).count += count;
         (*p).bytes += bytes;
         if failed {
             (*p).errors += 1;
@@ -178,23 +217,22 @@ fn on_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
         return;
     }
     let mut bits = 0;
-    if let Some(off) = flags_offset {
+    if let Some(off) = flags_offset
         // SAFETY: offset comes from this kernel's tracepoint format file.
-        if let Ok(flags) = unsafe { ctx.read_at::<u64>(off as usize) }
-            && flags & MSG_ZEROCOPY != 0
-        {
-            bits |= aux::ZEROCOPY_REQUESTED;
-        }
+        && let Ok(flags) = unsafe { ctx.read_at::<u64>(off as usize) }
+        && flags & MSG_ZEROCOPY != 0
+    {
+        bits |= aux::ZEROCOPY_REQUESTED;
     }
     let v = InFlight {
-        // SAFETY: helper without preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
+        start_ns: now(),
+        copied: 0,
+        copy_calls: 0,
+        aux: bits,
         op,
         sock_seen: 0,
-        aux: bits,
         family: 0,
         proto: 0,
-        _pad: 0,
     };
     if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
@@ -220,16 +258,73 @@ fn on_exit(ctx: &TracePointContext, op: u16) {
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(offsets().sys_exit_ret as usize) }) else {
         return;
     };
-    // SAFETY: helper without preconditions.
-    let ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(f.start_ns);
+    let t = now();
+    let ns = t.saturating_sub(f.start_ns);
     let bytes = if ret > 0 { ret as u64 } else { 0 };
-    let bits = f.aux | ((f.family as u32) << aux::FAMILY_SHIFT);
+    let family_bits = (f.family as u32) << aux::FAMILY_SHIFT;
     record(
-        &key(pid_tgid, path::SYSCALL, op, bits),
+        &key(pid_tgid, path::SYSCALL, op, f.aux | family_bits),
+        1,
         bytes,
         ret < 0,
         Some(ns),
     );
+    if f.sock_seen != 0 && syscall::is_send(op) && op != syscall::SENDFILE {
+        if control(control::DERIVE_COPY) != 0 {
+            // No probe on the copy path: what the socket accepted was copied, unless the call
+            // asked for MSG_ZEROCOPY (then it was at most *requested* to go zero-copy).
+            if bytes > 0 {
+                let (p, bits) = if f.aux & aux::ZEROCOPY_REQUESTED != 0 {
+                    (path::ZEROCOPY, aux::ZEROCOPY_REQUESTED | aux::DERIVED)
+                } else {
+                    (path::COPY_FROM_USER, aux::DERIVED)
+                };
+                record(&key(pid_tgid, p, op, bits), 1, bytes, false, None);
+            }
+        } else if f.copy_calls > 0 {
+            record(
+                &key(pid_tgid, path::COPY_FROM_USER, op, 0),
+                f.copy_calls as u64,
+                f.copied,
+                false,
+                None,
+            );
+        }
+    }
+    sample(pid_tgid, &f, op, ret, ns);
+}
+
+/// Emit one of every `sample_every` calls to the ring buffer for the timeline export.
+#[inline(always)]
+fn sample(pid_tgid: u64, f: &InFlight, op: u16, ret: i64, ns: u64) {
+    let every = config_u32(&CONFIG.sample_every) as u64;
+    if every == 0 {
+        return;
+    }
+    let Some(c) = SAMPLE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot; a lost race only shifts which call is sampled.
+    let n = unsafe {
+        *c += 1;
+        *c
+    };
+    if n % every != 0 {
+        return;
+    }
+    let ev = SpanEvent {
+        start_ns: f.start_ns,
+        duration_ns: ns,
+        ret,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        op,
+        family: f.family,
+        aux: f.aux,
+    };
+    if SPANS.output::<SpanEvent>(&ev, 0).is_err() {
+        bump(counter::RINGBUF_FULL);
+    }
 }
 
 macro_rules! syscall_programs {
@@ -299,13 +394,29 @@ fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
     };
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let bits = (family as u32) << aux::FAMILY_SHIFT;
-    record(&key(pid_tgid, path, proto, bits), bytes, ret < 0, None);
+    record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, None);
     if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) {
         // SAFETY: valid map value owned by the current task.
         unsafe {
             (*f).sock_seen = 1;
             (*f).family = family;
             (*f).proto = proto;
+        }
+    }
+    if path == path::SOCK_SEND {
+        // Tracepoint tier of tcp_sendmsg: the copy loop's first iteration left a timestamp.
+        let k = entry_key(pid_tgid, path::TCP_SENDMSG);
+        if let Some(e) = ENTRY.get_ptr(k) {
+            // SAFETY: valid map value.
+            let start = unsafe { (*e).start_ns };
+            let _ = ENTRY.remove(k);
+            record(
+                &key(pid_tgid, path::TCP_SENDMSG, 0, aux::DERIVED),
+                1,
+                bytes,
+                ret < 0,
+                Some(now().saturating_sub(start)),
+            );
         }
     }
     announce(ctx, pid_tgid, ret);
@@ -345,6 +456,486 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Entry/return pairing shared by the probe tiers.
+// ---------------------------------------------------------------------------------------------
+
+#[inline(always)]
+fn entry_key(pid_tgid: u64, path: u16) -> EntryKey {
+    EntryKey {
+        pid_tgid,
+        path: path as u64,
+    }
+}
+
+/// Key for paths that run in softirq context, where the "current" task may be the idle task
+/// (pid 0 on every CPU): the CPU disambiguates, and no migration happens with BHs disabled.
+#[inline(always)]
+fn entry_key_cpu(pid_tgid: u64, path: u16) -> EntryKey {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
+    EntryKey {
+        pid_tgid,
+        path: path as u64 | (cpu << 16),
+    }
+}
+
+#[inline(always)]
+fn pair_enter(k: &EntryKey, arg: u64) {
+    let v = EntryVal {
+        start_ns: now(),
+        arg,
+    };
+    if ENTRY.insert(k, v, 0).is_err() {
+        bump(counter::ENTRY_FULL);
+    }
+}
+
+/// The entry saved for `k` (removed) and the time since.
+#[inline(always)]
+fn pair_exit(k: &EntryKey) -> Option<(EntryVal, u64)> {
+    let p = ENTRY.get_ptr(k)?;
+    // SAFETY: valid map value, copied before removal.
+    let v = unsafe { *p };
+    let _ = ENTRY.remove(k);
+    Some((v, now().saturating_sub(v.start_ns)))
+}
+
+/// Is the current task inside a send-type system call? Returns its in-flight entry.
+#[inline(always)]
+fn in_send(pid_tgid: u64) -> Option<*mut InFlight> {
+    let f = INFLIGHT.get_ptr_mut(pid_tgid)?;
+    // SAFETY: valid map value.
+    syscall::is_send(unsafe { (*f).op }).then_some(f)
+}
+
+/// Key for events that may run in another task's context: the traced task's own key, or
+/// tgid 0 ("not attributable") when the current task is not traced.
+#[inline(always)]
+fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
+    if traced(pid_tgid) {
+        key(pid_tgid, path, 0, aux)
+    } else {
+        key(0, path, 0, aux)
+    }
+}
+
+// --- tcp_sendmsg -----------------------------------------------------------------------------
+
+#[inline(always)]
+fn tcp_enter() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if traced(pid_tgid) {
+        pair_enter(&entry_key(pid_tgid, path::TCP_SENDMSG), 0);
+    }
+}
+
+#[inline(always)]
+fn tcp_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path::TCP_SENDMSG)) {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        record(
+            &key(pid_tgid, path::TCP_SENDMSG, 0, 0),
+            1,
+            bytes,
+            ret < 0,
+            Some(ns),
+        );
+    }
+}
+
+#[fentry(function = "tcp_sendmsg")]
+pub fn fe_tcp_sendmsg(_ctx: FEntryContext) -> i32 {
+    tcp_enter();
+    0
+}
+
+#[fexit(function = "tcp_sendmsg")]
+pub fn fx_tcp_sendmsg(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        tcp_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_tcp_sendmsg(_ctx: ProbeContext) -> u32 {
+    tcp_enter();
+    0
+}
+
+#[kretprobe]
+pub fn krp_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
+    tcp_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+/// Tracepoint tier: `tcp:tcp_sendmsg_locked` fires once per copy-loop iteration. The first
+/// iteration of a call starts its clock; `sock:sock_send_length` (the return) stops it.
+#[tracepoint]
+pub fn tcp_sendmsg_locked(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    record(&key(pid_tgid, path::TCP_CHUNK, 0, 0), 1, 0, false, None);
+    let k = entry_key(pid_tgid, path::TCP_SENDMSG);
+    if ENTRY.get_ptr(k).is_none() {
+        pair_enter(&k, 0);
+    }
+    0
+}
+
+// --- user -> kernel copies (__check_object_size(ptr, n, to_user)) ----------------------------
+
+#[inline(always)]
+fn usercopy(n: u64, to_user: bool) {
+    if to_user {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return;
+    }
+    // Only copies inside a send call count; they are attributed at its exit, once we know the
+    // call really went to a socket.
+    if let Some(f) = in_send(pid_tgid) {
+        // SAFETY: valid map value owned by the current task.
+        unsafe {
+            (*f).copied += n;
+            (*f).copy_calls += 1;
+        }
+    }
+}
+
+#[fentry(function = "__check_object_size")]
+pub fn fe_usercopy(ctx: FEntryContext) -> i32 {
+    let n: u64 = ctx.arg(1);
+    let to_user: u8 = ctx.arg(2);
+    usercopy(n, to_user != 0);
+    0
+}
+
+#[kprobe]
+pub fn kp_usercopy(ctx: ProbeContext) -> u32 {
+    if let (Some(n), Some(to_user)) = (ctx.arg::<u64>(1), ctx.arg::<u64>(2)) {
+        usercopy(n, to_user & 0xff != 0);
+    }
+    0
+}
+
+// --- zero-copy attach (skb_zerocopy_iter_stream returns the bytes attached) -------------------
+
+#[inline(always)]
+fn zc_enter() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if traced(pid_tgid) {
+        pair_enter(&entry_key(pid_tgid, path::ZEROCOPY), 0);
+    }
+}
+
+#[inline(always)]
+fn zc_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path::ZEROCOPY)) {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        record(
+            &key(pid_tgid, path::ZEROCOPY, 0, 0),
+            1,
+            bytes,
+            ret < 0,
+            Some(ns),
+        );
+    }
+}
+
+#[fentry(function = "skb_zerocopy_iter_stream")]
+pub fn fe_zc_iter(_ctx: FEntryContext) -> i32 {
+    zc_enter();
+    0
+}
+
+#[fexit(function = "skb_zerocopy_iter_stream")]
+pub fn fx_zc_iter(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        zc_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_zc_iter(_ctx: ProbeContext) -> u32 {
+    zc_enter();
+    0
+}
+
+#[kretprobe]
+pub fn krp_zc_iter(ctx: RetProbeContext) -> u32 {
+    zc_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+// --- page pinning (get_user_pages_fast(start, nr_pages, gup_flags, pages) and friends) --------
+
+#[inline(always)]
+fn pin_enter(nr_pages: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if traced(pid_tgid) && in_send(pid_tgid).is_some() {
+        pair_enter(&entry_key(pid_tgid, path::PIN_PAGES), nr_pages);
+    }
+}
+
+#[inline(always)]
+fn pin_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((e, ns)) = pair_exit(&entry_key(pid_tgid, path::PIN_PAGES)) {
+        let pinned = if ret > 0 { ret as u64 } else { 0 };
+        record(
+            &key(pid_tgid, path::PIN_PAGES, 0, 0),
+            1,
+            pinned,
+            pinned < e.arg,
+            Some(ns),
+        );
+        record(
+            &key(pid_tgid, path::PIN_PAGES, 0, aux::REQUESTED),
+            1,
+            e.arg,
+            false,
+            None,
+        );
+    }
+}
+
+#[fentry(function = "get_user_pages_fast")]
+pub fn fe_pin(ctx: FEntryContext) -> i32 {
+    let nr: i32 = ctx.arg(1);
+    pin_enter(nr as u64);
+    0
+}
+
+#[fexit(function = "get_user_pages_fast")]
+pub fn fx_pin(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        pin_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_pin(ctx: ProbeContext) -> u32 {
+    if let Some(nr) = ctx.arg::<u64>(1) {
+        pin_enter(nr & 0xffff_ffff);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn krp_pin(ctx: RetProbeContext) -> u32 {
+    pin_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+// --- deferred copies (skb_copy_ubufs(skb, gfp): the kernel copies pinned pages after all) -----
+
+#[inline(always)]
+fn ubufs_enter(skb: *const u8) {
+    let off = offsets().skb_data_len;
+    let bytes = if off == 0 {
+        0
+    } else {
+        // SAFETY: reading a kernel pointer through the helper.
+        unsafe { bpf_probe_read_kernel(skb.add(off as usize) as *const u32) }.unwrap_or(0) as u64
+    };
+    pair_enter(
+        &entry_key_cpu(bpf_get_current_pid_tgid(), path::DEFERRED_COPY),
+        bytes,
+    );
+}
+
+#[inline(always)]
+fn ubufs_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((e, ns)) = pair_exit(&entry_key_cpu(pid_tgid, path::DEFERRED_COPY)) {
+        let bytes = if ret == 0 { e.arg } else { 0 };
+        record(
+            &attributed_key(pid_tgid, path::DEFERRED_COPY, 0),
+            1,
+            bytes,
+            ret != 0,
+            Some(ns),
+        );
+    }
+}
+
+#[fentry(function = "skb_copy_ubufs")]
+pub fn fe_ubufs(ctx: FEntryContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    ubufs_enter(skb);
+    0
+}
+
+#[fexit(function = "skb_copy_ubufs")]
+pub fn fx_ubufs(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        ubufs_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_ubufs(ctx: ProbeContext) -> u32 {
+    if let Some(skb) = ctx.arg::<*const u8>(0) {
+        ubufs_enter(skb);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn krp_ubufs(ctx: RetProbeContext) -> u32 {
+    ubufs_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+// --- zero-copy completions (msg_zerocopy_callback(skb, uarg, success)) ------------------------
+
+#[inline(always)]
+fn zc_completion(success: bool) {
+    let k = attributed_key(
+        bpf_get_current_pid_tgid(),
+        path::ZC_COMPLETION,
+        success as u32,
+    );
+    record(&k, 1, 0, false, None);
+}
+
+#[fentry(function = "msg_zerocopy_callback")]
+pub fn fe_zc_done(ctx: FEntryContext) -> i32 {
+    let success: u8 = ctx.arg(2);
+    zc_completion(success != 0);
+    0
+}
+
+#[kprobe]
+pub fn kp_zc_done(ctx: ProbeContext) -> u32 {
+    if let Some(s) = ctx.arg::<u64>(2) {
+        zc_completion(s & 0xff != 0);
+    }
+    0
+}
+
+// --- receive copies (skb_copy_datagram_iter(skb, offset, to, len), 0 on success) --------------
+
+#[inline(always)]
+fn recv_enter(len: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if traced(pid_tgid) {
+        pair_enter(&entry_key(pid_tgid, path::RECV_COPY), len);
+    }
+}
+
+#[inline(always)]
+fn recv_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((e, ns)) = pair_exit(&entry_key(pid_tgid, path::RECV_COPY)) {
+        let bytes = if ret == 0 { e.arg } else { 0 };
+        record(
+            &key(pid_tgid, path::RECV_COPY, 0, 0),
+            1,
+            bytes,
+            ret != 0,
+            Some(ns),
+        );
+    }
+}
+
+#[fentry(function = "skb_copy_datagram_iter")]
+pub fn fe_recv_copy(ctx: FEntryContext) -> i32 {
+    let len: i32 = ctx.arg(3);
+    recv_enter(len as u64);
+    0
+}
+
+#[fexit(function = "skb_copy_datagram_iter")]
+pub fn fx_recv_copy(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        recv_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_recv_copy(ctx: ProbeContext) -> u32 {
+    if let Some(len) = ctx.arg::<u64>(3) {
+        recv_enter(len & 0xffff_ffff);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn krp_recv_copy(ctx: RetProbeContext) -> u32 {
+    recv_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+/// Tracepoint tier: `skb:skb_copy_datagram_iovec` fires at the start of the copy with its
+/// length (no return value: a failed copy would still count).
+#[tracepoint]
+pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    // SAFETY: offset from the format file.
+    if let Ok(len) = unsafe { ctx.read_at::<i32>(offsets().skb_copy_len as usize) } {
+        record(
+            &key(pid_tgid, path::RECV_COPY, 0, aux::DERIVED),
+            1,
+            len.max(0) as u64,
+            false,
+            None,
+        );
+    }
+    0
+}
+
+// --- scheduling: time traced threads spend off CPU --------------------------------------------
+
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    // Runs in the context of the task being switched out.
+    let prev = bpf_get_current_pid_tgid();
+    let t = now();
+    if traced(prev) && prev as u32 != 0 {
+        let v = OffCpu {
+            since_ns: t,
+            tgid: (prev >> 32) as u32,
+            _pad: 0,
+        };
+        let _ = OFFCPU.insert(prev as u32, v, 0);
+    }
+    // SAFETY: offset from the format file.
+    let Ok(next) = (unsafe { ctx.read_at::<i32>(offsets().switch_next_pid as usize) }) else {
+        return 0;
+    };
+    let next = next as u32;
+    if let Some(o) = OFFCPU.get_ptr(next) {
+        // SAFETY: valid map value, copied before removal.
+        let o = unsafe { *o };
+        let _ = OFFCPU.remove(next);
+        let k = StatKey {
+            tgid: o.tgid,
+            tid: next,
+            path: path::OFF_CPU,
+            op: 0,
+            aux: 0,
+        };
+        record(&k, 1, 0, false, Some(t.saturating_sub(o.since_ns)));
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
 // Process tracking: children of traced processes are traced too (like `perf trace`), so
 // `copytrace trace -- sh -c 'python3 …'` sees the python process.
 // ---------------------------------------------------------------------------------------------
@@ -370,14 +961,13 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     if tid != (pid_tgid >> 32) as u32 {
         let _ = PIDS.remove(tid);
     }
     let _ = INFLIGHT.remove(pid_tgid);
-    let _ = ctx;
     0
 }
 

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod counters;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod table;
 pub mod trace;

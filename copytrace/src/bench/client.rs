@@ -58,16 +58,27 @@ pub struct ConnResult {
     pub corruption: Option<String>,
     pub report: Report,
     pub interrupted: bool,
+    /// Rr: requests sent (warmup included).
+    pub requests: u64,
+    /// Control-frame bytes: our hello, the server's report.
+    pub hello_bytes: u64,
+    pub report_bytes: u64,
+}
+
+/// A connected, greeted connection.
+pub struct Connected {
+    pub stream: TcpStream,
+    pub hello_bytes: u64,
 }
 
 /// Connect and say hello (done before the cell's clock starts).
-pub fn connect(spec: &ConnSpec) -> io::Result<TcpStream> {
+pub fn connect(spec: &ConnSpec) -> io::Result<Connected> {
     let mut s = TcpStream::connect_timeout(&spec.addr, Duration::from_secs(5))
         .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", spec.addr)))?;
     if spec.pattern == Pattern::Rr {
         s.set_nodelay(true)?;
     }
-    wire::write_frame(
+    let hello_bytes = wire::write_frame(
         &mut s,
         &Hello {
             version: PROTOCOL_VERSION,
@@ -80,24 +91,30 @@ pub fn connect(spec: &ConnSpec) -> io::Result<TcpStream> {
             rcvbuf: spec.rcvbuf,
         },
     )?;
-    Ok(s)
+    Ok(Connected {
+        stream: s,
+        hello_bytes,
+    })
 }
 
 pub fn run(
-    s: TcpStream,
+    c: Connected,
     spec: &ConnSpec,
     window: Window,
     stop: &AtomicBool,
 ) -> io::Result<ConnResult> {
-    match spec.pattern {
-        Pattern::Stream => run_stream(s, spec, window, stop),
-        Pattern::Rr => run_rr(s, spec, window, stop),
-    }
+    let mut r = match spec.pattern {
+        Pattern::Stream => run_stream(c.stream, spec, window, stop),
+        Pattern::Rr => run_rr(c.stream, spec, window, stop),
+    }?;
+    r.hello_bytes = c.hello_bytes;
+    Ok(r)
 }
 
-fn finish_connection(s: &mut TcpStream) -> io::Result<Report> {
+fn finish_connection(s: &mut TcpStream) -> io::Result<(Report, u64)> {
     s.shutdown(Shutdown::Write)?;
-    wire::read_frame(s).map_err(|e| io::Error::new(e.kind(), format!("reading the report: {e}")))
+    wire::read_frame_sized(s)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading the report: {e}")))
 }
 
 fn run_stream(
@@ -140,7 +157,7 @@ fn run_stream(
     }
     counters.disable()?;
     let stats = sender.finish()?;
-    let report = finish_connection(&mut s)?;
+    let (report, report_bytes) = finish_connection(&mut s)?;
     Ok(ConnResult {
         sender: stats,
         counters: counters.read()?,
@@ -153,6 +170,9 @@ fn run_stream(
         corruption: None,
         report,
         interrupted,
+        requests: 0,
+        hello_bytes: 0,
+        report_bytes,
     })
 }
 
@@ -172,6 +192,7 @@ fn run_rr(
     let (mut first, mut last) = (None, None);
     let mut corruption = None;
     let mut interrupted = false;
+    let mut requests = 0u64;
     loop {
         let t0 = Instant::now();
         if t0 >= w.end {
@@ -188,6 +209,7 @@ fn run_rr(
         }
         v.expect_seq(seq);
         s.write_all(&wire::encode_request(seq, measured))?;
+        requests += 1;
         let mut left = spec.size;
         while left > 0 {
             let want = left.min(buf.len());
@@ -224,7 +246,7 @@ fn run_rr(
         seq += 1;
     }
     counters.disable()?;
-    let report = finish_connection(&mut s)?;
+    let (report, report_bytes) = finish_connection(&mut s)?;
     Ok(ConnResult {
         sender: SenderStats::default(),
         counters: counters.read()?,
@@ -237,5 +259,8 @@ fn run_rr(
         corruption,
         report,
         interrupted,
+        requests,
+        hello_bytes: 0,
+        report_bytes,
     })
 }

@@ -41,8 +41,10 @@ pub fn stamp(seq: u64, field: usize, measured: bool) -> u64 {
 /// The fixed pattern byte at `pos` of a message on connection `conn`.
 #[inline]
 pub fn pattern_byte(conn: u32, pos: usize) -> u8 {
-    let x = (pos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(conn) << 32);
-    (x >> 56) as u8 ^ (pos as u8)
+    // A multiplicative hash: every input bit below 56 (position and connection) reaches the
+    // top byte.
+    let x = (pos as u64 ^ (u64::from(conn) << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
 }
 
 /// One message: 8 heap-allocated fields.

@@ -8,6 +8,7 @@ pub mod sender;
 pub mod server;
 pub mod stats;
 pub mod sweep;
+pub mod tracing;
 pub mod wire;
 pub mod zerocopy;
 

@@ -35,6 +35,7 @@ use crate::{
     counters::CounterValues,
     features::Feature,
     table::Table,
+    trace::{Breakdown, PathDecision, Summary},
 };
 
 pub const SCHEMA: &str = "copytrace.bench";
@@ -143,6 +144,14 @@ pub struct Record {
     pub latency: Option<Latency>,
     /// send/sendmsg calls made by the sending side (all messages, warmup included).
     pub send_syscalls: u64,
+    /// Bytes those calls accepted.
+    pub send_bytes: u64,
+    /// Rr: requests the clients sent (16 bytes each), warmup included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    /// Control-protocol bytes sent by the clients (hellos) and by the server (reports).
+    pub control_bytes_client: u64,
+    pub control_bytes_server: u64,
     pub counters: Counters,
     pub derived: Derived,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,7 +160,26 @@ pub struct Record {
     pub integrity: String,
     /// Where the bytes went, from the eBPF tracer (when tracing was on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<serde_json::Value>,
+    pub trace: Option<CellTrace>,
+}
+
+/// The tracer's view of one run (the whole run: warmup and drain included).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellTrace {
+    pub breakdown: Breakdown,
+    pub syscalls: Vec<Summary>,
+    /// The tracer's send-syscall bytes against what the benchmark itself sent.
+    pub cross_check: CrossCheck,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrossCheck {
+    /// Bytes this process's send calls accepted by the benchmark's own account: data
+    /// messages, rr requests and control frames (the server's share only when it is local).
+    pub expected_send_bytes: u64,
+    /// Bytes of send-type system calls the tracer counted in this process.
+    pub traced_send_bytes: u64,
+    pub ok: bool,
 }
 
 impl Record {
@@ -278,6 +306,9 @@ pub struct BenchDocument {
     pub features: Vec<Feature>,
     pub hardware_counters: HardwareCounters,
     pub config: ConfigEcho,
+    /// The tracer's attach plan (tier per kernel path), when tracing was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_plan: Option<Vec<PathDecision>>,
     pub records: Vec<Record>,
     pub summary: Vec<CellSummary>,
     pub notes: Vec<String>,

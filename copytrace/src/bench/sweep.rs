@@ -320,7 +320,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
     let mut client_counters = CounterValues::default();
     let mut server_counters = CounterValues::default();
     let mut zc = None;
-    let mut send_syscalls = 0;
+    let (mut send_syscalls, mut send_bytes) = (0, 0);
     for r in rs {
         client_counters.add(&r.counters);
         server_counters.add(&r.report.counters);
@@ -330,6 +330,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
         };
         if let Some(s) = sender {
             send_syscalls += s.syscalls;
+            send_bytes += s.bytes;
             add_zc(&mut zc, s.zerocopy.as_ref());
         }
     }
@@ -400,6 +401,10 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
         receiver,
         latency: lat,
         send_syscalls,
+        send_bytes,
+        requests: (cell.pattern == Pattern::Rr).then(|| rs.iter().map(|r| r.requests).sum()),
+        control_bytes_client: rs.iter().map(|r| r.hello_bytes).sum(),
+        control_bytes_server: rs.iter().map(|r| r.report_bytes).sum(),
         counters,
         derived,
         zerocopy: zc.map(|stats| ZeroCopySummary {
@@ -416,6 +421,10 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
 
 /// Called around every cell of a sweep (the tracer hooks in here).
 pub trait CellHook {
+    /// The tracer's attach plan, if this hook traces.
+    fn decisions(&self) -> Option<Vec<crate::trace::PathDecision>> {
+        None
+    }
     fn before(&mut self, _cell: &Cell) -> io::Result<()> {
         Ok(())
     }

@@ -51,14 +51,21 @@ pub struct Report {
     pub measured_responses: u64,
 }
 
-pub fn write_frame<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
+/// Write one frame; returns its size on the wire.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<u64> {
     let body = serde_json::to_vec(v).map_err(io::Error::other)?;
     let mut frame = (body.len() as u32).to_le_bytes().to_vec();
     frame.extend(body);
-    w.write_all(&frame)
+    w.write_all(&frame)?;
+    Ok(frame.len() as u64)
 }
 
 pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
+    read_frame_sized(r).map(|(v, _)| v)
+}
+
+/// Read one frame; also returns its size on the wire.
+pub fn read_frame_sized<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<(T, u64)> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);
@@ -70,7 +77,9 @@ pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
     }
     let mut body = vec![0; len as usize];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let v =
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((v, 4 + u64::from(len)))
 }
 
 /// A request/response request: the sequence number and whether it is measured.

@@ -14,6 +14,7 @@ use copytrace::{
             self, BenchDocument, ConfigEcho, HardwareCounters, Host, SCHEMA, SCHEMA_VERSION,
         },
         sweep::{self, Cell, CellHook, Env, FaultInjection, Plan, Topology},
+        tracing::TraceHook,
     },
     counters, features,
 };
@@ -74,6 +75,12 @@ pub struct Args {
     /// Write all records as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// Attach the eBPF tracer and record where each run's bytes went (default when root).
+    #[arg(long, overrides_with = "no_trace")]
+    trace: bool,
+    /// Do not attach the tracer.
+    #[arg(long, overrides_with = "trace")]
+    no_trace: bool,
 
     /// Test only: the zero-copy sender reuses its buffer before completion.
     #[arg(long, hide = true)]
@@ -200,12 +207,11 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// Run a sweep with `hook` around each cell and produce the document (not yet written).
+/// Run a sweep (traced or not) and produce the document (not yet written).
 pub fn sweep_document(
     args: &Args,
     parsed: Parsed,
     stop: &Arc<AtomicBool>,
-    hook: &mut dyn CellHook,
     trace: bool,
 ) -> anyhow::Result<BenchDocument> {
     let started_at = now_rfc3339();
@@ -224,6 +230,12 @@ pub fn sweep_document(
         hw.is_ok(),
         parsed.faults,
     )?;
+    let mut hook: Box<dyn CellHook> = if trace {
+        Box::new(TraceHook::start(&parsed.topology).context("attaching the tracer")?)
+    } else {
+        Box::new(sweep::NoHook)
+    };
+    let trace_plan = hook.decisions();
     let plan = &parsed.plan;
     let bar = indicatif::ProgressBar::new(plan.runs() as u64);
     bar.set_style(
@@ -236,8 +248,9 @@ pub fn sweep_document(
         bar.set_position(k as u64);
         bar.set_message(label.to_string());
     };
-    let (records, complete) = sweep::run_sweep(&env, plan, stop, hook, &mut progress)?;
+    let (records, complete) = sweep::run_sweep(&env, plan, stop, hook.as_mut(), &mut progress)?;
     bar.finish_and_clear();
+    drop(hook);
     drop(env);
 
     let mut notes = vec![
@@ -257,6 +270,15 @@ pub fn sweep_document(
     if !complete {
         notes.push("interrupted: only the runs that completed are recorded".into());
     }
+    if let Some(plan) = &trace_plan {
+        notes.push(format!(
+            "traced with eBPF: {}",
+            plan.iter()
+                .map(|d| format!("{}={}", d.path, d.tier.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let summary = BenchDocument::summarize(&records);
     Ok(BenchDocument {
         schema: SCHEMA.into(),
@@ -267,6 +289,7 @@ pub fn sweep_document(
         finished_at: now_rfc3339(),
         host: Host::detect(),
         features,
+        trace_plan,
         hardware_counters: HardwareCounters {
             available: hw.is_ok(),
             reason: hw.err(),
@@ -340,6 +363,26 @@ pub fn emit(args: &Args, doc: &BenchDocument) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(3));
     }
+    let unchecked: Vec<_> = doc
+        .records
+        .iter()
+        .filter(|r| r.trace.as_ref().is_some_and(|t| !t.cross_check.ok))
+        .collect();
+    if let Some(r) = unchecked.first() {
+        let c = &r.trace.as_ref().expect("filtered").cross_check;
+        eprintln!(
+            "copytrace: error: trace cross-check FAILED in {} run(s); first: {} {} {} ×{}: \
+             benchmark sent {} bytes, tracer counted {}",
+            unchecked.len(),
+            r.mode.as_str(),
+            r.pattern.as_str(),
+            r.size,
+            r.threads,
+            c.expected_send_bytes,
+            c.traced_send_bytes
+        );
+        return Ok(ExitCode::from(4));
+    }
     if !doc.complete {
         eprintln!("copytrace: interrupted; results are marked incomplete");
         return Ok(ExitCode::from(130));
@@ -352,7 +395,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in args.json.iter().chain(args.csv.iter()) {
         check_writable(p)?;
     }
+    let root = copytrace::trace::loader::require_root().is_ok();
+    if args.trace && !root {
+        bail!("--trace needs root (it loads eBPF programs); run with sudo or pass --no-trace");
+    }
+    let trace = root && !args.no_trace;
     let stop = super::stop_flag()?;
-    let doc = sweep_document(&args, parsed, &stop, &mut sweep::NoHook, false)?;
+    let doc = sweep_document(&args, parsed, &stop, trace)?;
     emit(&args, &doc)
 }

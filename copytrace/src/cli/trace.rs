@@ -1,15 +1,28 @@
 use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::PathBuf,
     process::ExitCode,
     sync::atomic::Ordering,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, bail};
-use copytrace::trace::{
-    TraceOptions, Tracer,
-    process::{self, GatedChild},
-    render,
+use copytrace::{
+    bench::results::write_atomic,
+    export::{self, Interval, SpanInfo, TRACE_SCHEMA, TRACE_SCHEMA_VERSION, Target, TraceDocument},
+    features,
+    table::Table,
+    trace::{
+        Breakdown, Snapshot, Tier, TraceOptions, Tracer,
+        process::{self, GatedChild},
+        render,
+    },
 };
+use copytrace_common::SpanEvent;
+
+/// Keep the timeline export to a size a browser can open.
+const MAX_SPANS: usize = 1_000_000;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,12 +33,82 @@ pub struct Args {
     /// or Ctrl-C. A traced command still running then gets SIGTERM.
     #[arg(short = 'd', long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Print the breakdown of each interval of this length while tracing.
+    /// Print the per-syscall breakdown of each interval of this length while tracing.
     #[arg(short = 'i', long, value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
+    /// Also print (and export) a per-thread breakdown.
+    #[arg(long)]
+    threads: bool,
+    /// Only count tasks in this cgroup v2 directory (e.g. /sys/fs/cgroup/system.slice/x).
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
+    /// Best attach tier to try per kernel path (lower tiers are tried after it).
+    #[arg(long, value_enum, default_value = "fentry")]
+    best_tier: Tier,
+    /// Write the trace as JSON (schema copytrace.trace v1).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write every raw (tgid, tid, path, op) row as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Write sampled system calls as a Chrome trace-event file for ui.perfetto.dev.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
+    /// With --perfetto: record one in this many system calls.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    sample: u32,
     /// Command to run and trace (with its children), after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+fn cgroup_id(dir: &PathBuf) -> anyhow::Result<u64> {
+    let md = std::fs::metadata(dir).with_context(|| format!("cgroup {}", dir.display()))?;
+    if !md.is_dir() {
+        bail!("cgroup {} is not a directory", dir.display());
+    }
+    // On cgroup v2 the id bpf_get_current_cgroup_id() returns is the directory's inode.
+    Ok(md.ino())
+}
+
+fn check_writable(p: &std::path::Path) -> anyhow::Result<()> {
+    let probe = p.with_extension("copytrace-probe");
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", p.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Remembers thread names while they are alive, for tables printed after they exit.
+#[derive(Default)]
+struct Comms(HashMap<u32, String>);
+
+impl Comms {
+    fn refresh(&mut self, snap: &Snapshot) {
+        for k in snap.rows.keys() {
+            if k.tid != 0 && !self.0.contains_key(&k.tid) {
+                let c = process::comm(k.tid);
+                if c != "?" {
+                    self.0.insert(k.tid, c);
+                }
+            }
+        }
+    }
+
+    fn get(&self, tid: u32) -> String {
+        self.0
+            .get(&tid)
+            .cloned()
+            .unwrap_or_else(|| process::comm(tid))
+    }
+}
+
+fn plan_line(tracer: &Tracer) -> String {
+    tracer
+        .decisions()
+        .iter()
+        .map(|d| format!("{}={}", d.path, d.tier.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,6 +119,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.interval.is_some_and(|i| i.is_zero()) {
         bail!("--interval must be greater than zero");
     }
+    if args.sample == 0 {
+        bail!("--sample must be at least 1");
+    }
+    for p in [&args.json, &args.csv, &args.perfetto]
+        .into_iter()
+        .flatten()
+    {
+        check_writable(p)?;
+    }
+    let cgroup = args
+        .cgroup
+        .as_ref()
+        .map(cgroup_id)
+        .transpose()?
+        .unwrap_or(0);
     let stop = super::stop_flag()?;
 
     let mut child = None;
@@ -54,8 +152,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = TraceOptions {
         pids: pids.clone(),
         follow_children: child.is_some(),
-        cgroup_id: 0,
+        cgroup_id: cgroup,
         include_self: false,
+        best_tier: args.best_tier,
+        sample_every: if args.perfetto.is_some() {
+            args.sample
+        } else {
+            0
+        },
     };
     let mut tracer = match Tracer::start(&opts) {
         Ok(t) => t,
@@ -66,63 +170,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Err(e).context("starting the tracer");
         }
     };
-    for a in tracer.attachments().iter().filter(|a| a.error.is_some()) {
-        eprintln!(
-            "copytrace: not visible: {} ({})",
-            a.target,
-            a.error.as_deref().unwrap_or("")
-        );
-    }
-    let started = Instant::now();
-    if let Some(c) = child.as_mut() {
-        c.release()?;
-    }
-
-    let mut exit_status = None;
-    let mut last = tracer.snapshot()?;
-    let mut next_interval = args.interval.map(|i| started + i);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        tracer.flush_logs();
-        if let Some(c) = child.as_mut() {
-            if let Some(s) = c.try_wait()? {
-                exit_status = Some(s);
-                break;
-            }
-        } else if !pids.is_empty() && !pids.iter().any(|p| process::alive(*p)) {
-            break;
-        }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if args.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        if let (Some(at), Some(every)) = (next_interval, args.interval)
-            && Instant::now() >= at
-        {
-            let now = tracer.snapshot()?;
-            println!(
-                "--- interval ending at {:.3} s ---",
-                started.elapsed().as_secs_f64()
-            );
-            print!("{}", render::breakdown(&now.since(&last)));
-            last = now;
-            next_interval = Some(at + every);
-        }
-    }
-    let elapsed = started.elapsed();
-    let snap = tracer.snapshot()?;
-    tracer.flush_logs();
-    drop(tracer);
-    if let Some(c) = child.as_mut()
-        && exit_status.is_none()
-    {
-        // Stopped by Ctrl-C/SIGTERM or --duration while the command still runs: end it like
-        // `timeout` would, and reap it.
-        exit_status = Some(c.terminate()?);
-    }
-
     let who = if let Some(c) = &child {
         let mut shown = args.command.join(" ").replace('\n', " ");
         if shown.chars().count() > 60 {
@@ -134,8 +181,168 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         names.join(", ")
     };
+    eprintln!(
+        "copytrace: attached ({}); tracing {who}",
+        plan_line(&tracer)
+    );
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let started = Instant::now();
+    if let Some(c) = child.as_mut() {
+        c.release()?;
+    }
+
+    let mut comms = Comms::default();
+    let want_comms = args.threads || args.perfetto.is_some();
+    let mut spans: Vec<SpanEvent> = Vec::new();
+    let mut intervals = Vec::new();
+    let mut exit_status = None;
+    let mut last = tracer.snapshot()?;
+    let mut next_interval = args.interval.map(|i| started + i);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        tracer.flush_logs();
+        if spans.len() < MAX_SPANS {
+            tracer.drain_spans(&mut spans);
+        }
+        if want_comms {
+            // Threads may be short-lived: learn their names while they exist.
+            comms.refresh(&tracer.snapshot()?);
+        }
+        if let Some(c) = child.as_mut() {
+            if let Some(s) = c.try_wait()? {
+                exit_status = Some(s);
+                break;
+            }
+        } else if !pids.is_empty() && !pids.iter().any(|p| process::alive(*p)) {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) || args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        if let (Some(at), Some(every)) = (next_interval, args.interval)
+            && Instant::now() >= at
+        {
+            let now = tracer.snapshot()?;
+            let end_s = started.elapsed().as_secs_f64();
+            let delta = now.since(&last);
+            println!("--- interval ending at {end_s:.3} s ---");
+            print!("{}", render::breakdown(&delta));
+            intervals.push(Interval {
+                end_s,
+                syscalls: delta.syscalls(),
+            });
+            last = now;
+            next_interval = Some(at + every);
+        }
+    }
+    let elapsed = started.elapsed();
+    let snap = tracer.snapshot()?;
+    tracer.flush_logs();
+    tracer.drain_spans(&mut spans);
+    spans.truncate(MAX_SPANS);
+    if want_comms {
+        comms.refresh(&snap);
+    }
+    let decisions = tracer.decisions().to_vec();
+    drop(tracer);
+    if let Some(c) = child.as_mut()
+        && exit_status.is_none()
+    {
+        // Stopped by Ctrl-C/SIGTERM or --duration while the command still runs: end it like
+        // `timeout` would, and reap it.
+        exit_status = Some(c.terminate()?);
+    }
+
+    let breakdown = Breakdown::compute(&snap, &decisions);
     println!("copytrace: traced {who} for {:.3} s", elapsed.as_secs_f64());
     print!("{}", render::breakdown(&snap));
+    println!();
+    print!("{}", breakdown.render());
+    let threads = if args.threads {
+        let rows = export::threads(&snap, |t| comms.get(t));
+        let mut t = Table::new([
+            "tid",
+            "comm",
+            "syscall",
+            "family",
+            "calls",
+            "bytes",
+            "errors",
+            "total time",
+        ])
+        .left(&[1, 2, 3]);
+        for r in &rows {
+            for s in &r.syscalls {
+                t.row([
+                    r.tid.to_string(),
+                    r.comm.clone(),
+                    s.name.clone(),
+                    s.family.clone(),
+                    s.calls.to_string(),
+                    s.bytes.to_string(),
+                    s.errors.to_string(),
+                    copytrace::table::ns(s.total_ns),
+                ]);
+            }
+        }
+        println!();
+        print!("{}", t.render());
+        rows
+    } else {
+        Vec::new()
+    };
+
+    if let Some(p) = &args.json {
+        let doc = TraceDocument {
+            schema: TRACE_SCHEMA.into(),
+            schema_version: TRACE_SCHEMA_VERSION,
+            copytrace_version: env!("CARGO_PKG_VERSION").into(),
+            kernel: features::kernel_release(),
+            started_at,
+            duration_s: elapsed.as_secs_f64(),
+            target: Target {
+                command: (!args.command.is_empty()).then(|| args.command.clone()),
+                pids: pids.clone(),
+            },
+            plan: decisions.clone(),
+            syscalls: snap.syscalls(),
+            socket: {
+                let mut v = snap.socket(copytrace_common::path::SOCK_SEND);
+                v.extend(snap.socket(copytrace_common::path::SOCK_RECV));
+                v
+            },
+            breakdown: breakdown.clone(),
+            threads: threads.clone(),
+            intervals,
+            counters: snap.counters,
+            spans: args.perfetto.as_ref().map(|_| SpanInfo {
+                sample_every: args.sample,
+                sampled: spans.len(),
+                written: spans.len(),
+            }),
+        };
+        let mut v = serde_json::to_vec_pretty(&doc)?;
+        v.push(b'\n');
+        write_atomic(p, &v)?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.csv {
+        write_atomic(p, &export::csv(&snap)?)?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.perfetto {
+        write_atomic(p, &export::perfetto(&spans, |t| comms.get(t))?)?;
+        println!(
+            "wrote {} ({} sampled calls{}; open it in ui.perfetto.dev)",
+            p.display(),
+            spans.len(),
+            if snap.counters.ringbuf_full > 0 {
+                format!(", {} dropped: ring buffer full", snap.counters.ringbuf_full)
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(match exit_status {
         Some(s) => {
             if !s.success() {

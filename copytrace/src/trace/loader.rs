@@ -1,20 +1,23 @@
-//! Loading the eBPF object, attaching its programs and feeding it the processes to trace.
+//! Loading the eBPF object, attaching its programs (through the planner) and feeding it the
+//! processes to trace.
 //!
-//! Everything the kernel side needs to know about this kernel (tracepoint field offsets) and
-//! about this run (filter, own pid) is written into the `CONFIG` global before load.
+//! Everything the kernel side needs to know about this kernel (tracepoint field offsets, the
+//! `sk_buff.data_len` offset from BTF) and about this run (filter, own pid, sampling) is
+//! written into the `CONFIG` global before load.
 use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData},
-    programs::TracePoint,
+    maps::{Array, HashMap, MapData, RingBuf},
 };
-use copytrace_common::{Config, TpOffsets, filter, syscall};
+use copytrace_common::{Config, SpanEvent, TpOffsets, control, filter, syscall};
 use log::debug;
 
 use crate::{
     error::{Error, Result},
     trace::{
+        btf,
+        planner::{self, KernelSymbols, PathDecision, Phase, PlanOptions, Tier},
         snapshot::Snapshot,
         tracefs::{self, Format},
     },
@@ -23,8 +26,8 @@ use crate::{
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/copytrace"));
 
-/// Which processes to trace.
-#[derive(Clone, Debug, Default)]
+/// Which processes to trace, and how.
+#[derive(Clone, Debug)]
 pub struct TraceOptions {
     /// Thread-group ids to trace; empty means every process except copytrace.
     pub pids: Vec<u32>,
@@ -34,54 +37,30 @@ pub struct TraceOptions {
     pub cgroup_id: u64,
     /// Trace copytrace's own process too (tests that are their own ground truth use this).
     pub include_self: bool,
+    /// Best attach tier the planner may use (lower it to test the kprobe tier where fentry
+    /// works).
+    pub best_tier: Tier,
+    /// Sample one in this many system calls into the timeline ring buffer (0 = off).
+    pub sample_every: u32,
 }
 
-/// A tracepoint program and where it attaches.
-struct TracepointProgram {
-    program: String,
-    category: &'static str,
-    name: String,
-    /// Without it the trace is meaningless: fail instead of reporting a gap.
-    required: bool,
-}
-
-fn tracepoint_programs() -> Vec<TracepointProgram> {
-    let mut v = Vec::new();
-    for name in syscall::NAMES {
-        for dir in ["enter", "exit"] {
-            let tp = format!("sys_{dir}_{name}");
-            v.push(TracepointProgram {
-                program: tp.clone(),
-                category: "syscalls",
-                name: tp,
-                required: true,
-            });
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            pids: Vec::new(),
+            follow_children: false,
+            cgroup_id: 0,
+            include_self: false,
+            best_tier: Tier::Fentry,
+            sample_every: 0,
         }
     }
-    for (name, required) in [
-        ("sock_send_length", false),
-        ("sock_recv_length", false),
-        ("sched_process_fork", false),
-        ("sched_process_exit", false),
-    ] {
-        v.push(TracepointProgram {
-            program: name.to_string(),
-            category: if name.starts_with("sock") {
-                "sock"
-            } else {
-                "sched"
-            },
-            name: name.to_string(),
-            required,
-        });
-    }
-    v
 }
 
-/// Read every offset the programs use from this kernel's format files.
+/// Read every offset the programs use from this kernel's format files and BTF.
 ///
-/// Offsets of tracepoints that do not exist are left at 0: their programs are not attached,
-/// so the offsets are never used.
+/// Offsets of tracepoints that do not exist are left at 0: the planner does not attach their
+/// programs, so the offsets are never used.
 pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     let exit = Format::read(root, "syscalls", "sys_exit_sendmsg")?;
     let sys_exit_ret = exit.offset("ret")?;
@@ -94,6 +73,13 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
         sendmsg_flags: Format::read(root, "syscalls", "sys_enter_sendmsg")?.offset("flags")?,
         sendto_flags: Format::read(root, "syscalls", "sys_enter_sendto")?.offset("flags")?,
         ..TpOffsets::ZERO
+    };
+    let optional = |cat: &str, name: &str, field: &str| -> Result<u32> {
+        if tracefs::tracepoint_exists(root, cat, name) {
+            Format::read(root, cat, name)?.offset(field)
+        } else {
+            Ok(0)
+        }
     };
     if tracefs::tracepoint_exists(root, "sock", "sock_send_length") {
         let f = Format::read(root, "sock", "sock_send_length")?;
@@ -108,13 +94,20 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
             same_offset(&r, "ret", o.sock_len_ret)?;
         }
     }
-    if tracefs::tracepoint_exists(root, "sched", "sched_process_fork") {
-        o.fork_child_pid =
-            Format::read(root, "sched", "sched_process_fork")?.offset("child_pid")?;
-    }
-    if tracefs::tracepoint_exists(root, "sched", "sched_process_exit") {
-        o.exit_pid = Format::read(root, "sched", "sched_process_exit")?.offset("pid")?;
-    }
+    o.fork_child_pid = optional("sched", "sched_process_fork", "child_pid")?;
+    o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
+    o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
+    o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
+    o.tcp_msg_left = optional("tcp", "tcp_sendmsg_locked", "msg_left")?;
+    // Deferred-copy byte counts read sk_buff.data_len; without BTF they are reported as 0
+    // bytes (and the count of copies still stands).
+    o.skb_data_len = match btf::Btf::from_sys_fs() {
+        Ok(b) => b.member_offset("sk_buff", "data_len").unwrap_or(0),
+        Err(e) => {
+            log::warn!("no kernel BTF ({e}): deferred-copy byte counts unavailable");
+            0
+        }
+    };
     Ok(o)
 }
 
@@ -129,18 +122,6 @@ fn same_offset(f: &Format, field: &str, want: u32) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Outcome of attaching one program.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Attachment {
-    pub program: String,
-    /// `category:name` for tracepoints, the function for probes.
-    pub target: String,
-    /// Program type used ("tracepoint", "kprobe", …).
-    pub kind: &'static str,
-    /// Why it is not attached, if it is not.
-    pub error: Option<String>,
 }
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11); harmless after.
@@ -180,12 +161,12 @@ pub fn load_object(config: &Config) -> Result<Ebpf> {
 pub struct Tracer {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    attachments: Vec<Attachment>,
+    decisions: Vec<PathDecision>,
+    spans: Option<RingBuf<MapData>>,
 }
 
 impl Tracer {
-    /// Load the programs and attach them. Processes in `opts.pids` are traced from the moment
-    /// this returns.
+    /// Plan and attach every path, then start tracing `opts.pids` (or everything).
     pub fn start(opts: &TraceOptions) -> Result<Tracer> {
         require_root()?;
         let root = tracefs::ensure_mounted()?;
@@ -203,8 +184,8 @@ impl Tracer {
             } else {
                 std::process::id()
             },
+            sample_every: opts.sample_every,
             offsets: read_offsets(&root)?,
-            ..Config::ZERO
         };
         let mut ebpf = load_object(&config)?;
         // aya-log needs the AYA_LOGS map; a failure here only costs us the log lines.
@@ -215,59 +196,67 @@ impl Tracer {
                 None
             }
         };
+        let btf = aya::Btf::from_sys_fs().ok();
+        let syms = KernelSymbols::read(&root);
+        let popts = PlanOptions {
+            best_tier: opts.best_tier,
+        };
+        let mut decisions =
+            planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Probes);
+        let derive = planner::needs_derive_copy(&decisions);
+        {
+            let mut ctl: Array<&mut MapData, u32> = map_mut(&mut ebpf, "CONTROL")?;
+            ctl.set(control::DERIVE_COPY, u32::from(derive), 0)
+                .map_err(|source| Error::Map {
+                    map: "CONTROL".into(),
+                    source,
+                })?;
+        }
+        // The base paths drive the derivations: attach them only now.
+        decisions.extend(planner::attach_paths(
+            &mut ebpf,
+            btf.as_ref(),
+            &root,
+            &syms,
+            popts,
+            Phase::Base,
+        ));
+        planner::canonical_order(&mut decisions);
+        if let Some(d) = decisions
+            .iter()
+            .find(|d| d.path == planner::names::SYSCALLS && d.tier == Tier::Unavailable)
+        {
+            let why = d
+                .attempts
+                .first()
+                .map_or("unknown".to_string(), |a| a.error.clone());
+            return Err(Error::MissingTracepoint(format!(
+                "syscalls:* (needed for every path): {why}"
+            )));
+        }
+        let spans = if opts.sample_every > 0 {
+            let m = ebpf.take_map("SPANS").ok_or_else(|| Error::Missing {
+                kind: "map",
+                name: "SPANS".into(),
+            })?;
+            Some(RingBuf::try_from(m).map_err(|source| Error::Map {
+                map: "SPANS".into(),
+                source,
+            })?)
+        } else {
+            None
+        };
         let mut tracer = Tracer {
             ebpf,
             logger,
-            attachments: Vec::new(),
+            decisions,
+            spans,
         };
+        // Tracing of the given processes starts here, with everything in place.
         for tgid in &opts.pids {
             tracer.add_pid(*tgid)?;
         }
-        for tp in tracepoint_programs() {
-            let result = if tracefs::tracepoint_exists(&root, tp.category, &tp.name) {
-                tracer.attach_tracepoint(&tp.program, tp.category, &tp.name)
-            } else {
-                Err(Error::MissingTracepoint(format!(
-                    "{}:{}",
-                    tp.category, tp.name
-                )))
-            };
-            let error = match result {
-                Ok(()) => None,
-                Err(e) if tp.required => return Err(e),
-                Err(e) => Some(crate::error::chain(&e)),
-            };
-            tracer.attachments.push(Attachment {
-                program: tp.program,
-                target: format!("{}:{}", tp.category, tp.name),
-                kind: "tracepoint",
-                error,
-            });
-        }
         Ok(tracer)
-    }
-
-    fn attach_tracepoint(&mut self, program: &str, category: &str, name: &str) -> Result<()> {
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or_else(|| Error::Missing {
-                kind: "program",
-                name: program.to_string(),
-            })?
-            .try_into()
-            .map_err(|source| Error::Program {
-                program: program.to_string(),
-                source,
-            })?;
-        let wrap = |source| Error::Program {
-            program: program.to_string(),
-            source,
-        };
-        prog.load().map_err(wrap)?;
-        prog.attach(category, name).map_err(wrap)?;
-        debug!("attached {program} to {category}:{name}");
-        Ok(())
     }
 
     /// Start tracing process `tgid` (all its threads, including ones created later).
@@ -279,13 +268,26 @@ impl Tracer {
         })
     }
 
-    pub fn attachments(&self) -> &[Attachment] {
-        &self.attachments
+    /// What the planner chose per path.
+    pub fn decisions(&self) -> &[PathDecision] {
+        &self.decisions
     }
 
     /// Read the kernel-side totals so far.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Snapshot::read(&self.ebpf)
+    }
+
+    /// Move sampled spans from the ring buffer into `out`.
+    pub fn drain_spans(&mut self, out: &mut Vec<SpanEvent>) {
+        if let Some(rb) = self.spans.as_mut() {
+            while let Some(item) = rb.next() {
+                if item.len() >= std::mem::size_of::<SpanEvent>() {
+                    // SAFETY: the kernel wrote a SpanEvent; read_unaligned copes with alignment.
+                    out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+                }
+            }
+        }
     }
 
     /// Print pending aya-log records through the `log` crate.

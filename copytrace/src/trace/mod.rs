@@ -1,9 +1,14 @@
 //! The tracer: eBPF programs on the send/receive paths, aggregated in the kernel.
+pub mod breakdown;
+pub mod btf;
 pub mod loader;
+pub mod planner;
 pub mod process;
 pub mod render;
 pub mod snapshot;
 pub mod tracefs;
 
-pub use loader::{Attachment, TraceOptions, Tracer};
+pub use breakdown::{Breakdown, PathStat};
+pub use loader::{TraceOptions, Tracer};
+pub use planner::{PathDecision, Tier};
 pub use snapshot::{Counters, Snapshot, Summary};

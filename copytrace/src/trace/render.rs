@@ -23,7 +23,7 @@ fn summary_table(first: &str, rows: &[Summary], timed: bool) -> Table {
     for s in rows {
         let mut cells = vec![
             s.name.clone(),
-            s.family.to_string(),
+            s.family.clone(),
             s.calls.to_string(),
             s.bytes.to_string(),
             s.errors.to_string(),

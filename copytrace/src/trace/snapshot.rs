@@ -6,7 +6,7 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap},
 };
 use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{error::Result, trace::loader::map_ref};
 
@@ -63,7 +63,7 @@ impl StatsExt for Stats {
 }
 
 /// The tracer's own health counters, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Events dropped because the stats map was full.
     pub stats_full: u64,
@@ -73,6 +73,10 @@ pub struct Counters {
     pub unpaired_exits: u64,
     /// Children that could not be followed (pid map full).
     pub pids_full: u64,
+    /// Probed calls not counted because the entry/return map was full.
+    pub entry_full: u64,
+    /// Sampled spans dropped because the ring buffer was full (timeline only).
+    pub ringbuf_full: u64,
     /// Events recorded (sum of all row counts).
     pub events: u64,
 }
@@ -80,7 +84,7 @@ pub struct Counters {
 impl Counters {
     /// Events that were lost (as opposed to deliberately not counted).
     pub fn lost(&self) -> u64 {
-        self.stats_full + self.inflight_full + self.pids_full
+        self.stats_full + self.inflight_full + self.pids_full + self.entry_full
     }
 
     fn minus(&self, e: &Counters) -> Counters {
@@ -89,6 +93,8 @@ impl Counters {
             inflight_full: self.inflight_full.saturating_sub(e.inflight_full),
             unpaired_exits: self.unpaired_exits.saturating_sub(e.unpaired_exits),
             pids_full: self.pids_full.saturating_sub(e.pids_full),
+            entry_full: self.entry_full.saturating_sub(e.entry_full),
+            ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
             events: self.events.saturating_sub(e.events),
         }
     }
@@ -131,6 +137,8 @@ impl Snapshot {
             inflight_full: get(counter::INFLIGHT_FULL)?,
             unpaired_exits: get(counter::UNPAIRED_EXIT)?,
             pids_full: get(counter::PIDS_FULL)?,
+            entry_full: get(counter::ENTRY_FULL)?,
+            ringbuf_full: get(counter::RINGBUF_FULL)?,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
         Ok(Snapshot { rows, counters })
@@ -214,12 +222,13 @@ impl Snapshot {
 
     /// Total over all rows of `path` with `op` (any thread, any aux).
     pub fn total(&self, want_path: u16, op: Option<u16>) -> Stats {
+        self.sum(|k| k.path == want_path && op.is_none_or(|o| k.op == o))
+    }
+
+    /// Total over the rows whose key satisfies `pred`.
+    pub fn sum(&self, pred: impl Fn(&StatKey) -> bool) -> Stats {
         let mut t = Stats::ZERO;
-        for (_, v) in self
-            .rows
-            .iter()
-            .filter(|(k, _)| k.path == want_path && op.is_none_or(|o| k.op == o))
-        {
+        for (_, v) in self.rows.iter().filter(|(k, _)| pred(k)) {
             t.add(v);
         }
         t
@@ -227,10 +236,10 @@ impl Snapshot {
 }
 
 /// One line of a breakdown table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub name: String,
-    pub family: &'static str,
+    pub family: String,
     pub calls: u64,
     pub bytes: u64,
     pub errors: u64,
@@ -244,7 +253,7 @@ impl Summary {
     fn new(name: String, family: &'static str, s: Stats) -> Summary {
         Summary {
             name,
-            family,
+            family: family.to_string(),
             calls: s.count,
             bytes: s.bytes,
             errors: s.errors,

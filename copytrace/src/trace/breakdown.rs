@@ -1,0 +1,200 @@
+//! "Where did the bytes go": per-kernel-path totals of a snapshot, with the tier that saw each
+//! path (or why none could).
+use copytrace_common::{StatKey, Stats, aux, path, syscall};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    table::{Table, bytes as human_bytes, ns},
+    trace::{
+        planner::{PathDecision, Tier, names},
+        snapshot::{Snapshot, StatsExt},
+    },
+};
+
+/// Totals of one kernel path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathStat {
+    pub path: String,
+    pub tier: Option<Tier>,
+    /// Events (calls, copies, switches…).
+    pub calls: u64,
+    /// Bytes (pages for page pinning); absent when the path is not visible.
+    pub bytes: Option<u64>,
+    pub errors: u64,
+    /// Time inside the path, when the tier measures it.
+    pub total_ns: Option<u64>,
+    pub p50_ns_le: Option<u64>,
+    pub p99_ns_le: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Every path of one trace window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub paths: Vec<PathStat>,
+    /// Pages requested from get_user_pages (nr_pages), next to pages pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_requested_pages: Option<u64>,
+    /// Deferred copies that ran in a context copytrace could not attribute to a traced task
+    /// (softirq on behalf of another task, ksoftirqd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_unattributed_bytes: Option<u64>,
+    /// Events lost by the tracer (maps full), which would make the numbers incomplete.
+    pub lost_events: u64,
+}
+
+impl Breakdown {
+    pub fn path(&self, name: &str) -> Option<&PathStat> {
+        self.paths.iter().find(|p| p.path == name)
+    }
+
+    /// Bytes of `name`, if the path was visible.
+    pub fn bytes_of(&self, name: &str) -> Option<u64> {
+        self.path(name).and_then(|p| p.bytes)
+    }
+
+    pub fn compute(snap: &Snapshot, decisions: &[PathDecision]) -> Breakdown {
+        let decision = |name: &str| decisions.iter().find(|d| d.path == name);
+        let visible = |name: &str| decision(name).is_some_and(|d| d.tier != Tier::Unavailable);
+        // `decided` names the planner path whose tier applies (rows may be finer than paths).
+        let stat_as = |name: &str, decided: &str, s: Stats, timed: bool| {
+            let d = decision(decided);
+            let shown = visible(decided);
+            PathStat {
+                path: name.to_string(),
+                tier: d.map(|d| d.tier),
+                calls: s.count,
+                bytes: shown.then_some(s.bytes),
+                errors: s.errors,
+                total_ns: (shown && timed).then_some(s.total_ns),
+                p50_ns_le: if timed {
+                    s.quantile_upper_ns(0.5)
+                } else {
+                    None
+                },
+                p99_ns_le: if timed {
+                    s.quantile_upper_ns(0.99)
+                } else {
+                    None
+                },
+                note: d.and_then(|d| d.note.clone()),
+            }
+        };
+        let stat = |name: &str, s: Stats, timed: bool| stat_as(name, name, s, timed);
+        let attributed = |k: &StatKey| k.tgid != 0;
+        let timed_tier = |name: &str| {
+            decision(name).is_some_and(|d| matches!(d.tier, Tier::Fentry | Tier::Kprobe))
+        };
+        let sends = snap.sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op));
+        let recvs = snap.sum(|k| k.path == path::SYSCALL && !syscall::is_send(k.op));
+        let pinned =
+            snap.sum(|k| k.path == path::PIN_PAGES && k.aux & aux::REQUESTED == 0 && attributed(k));
+        let requested = snap.sum(|k| k.path == path::PIN_PAGES && k.aux & aux::REQUESTED != 0);
+        let deferred = snap.sum(|k| k.path == path::DEFERRED_COPY && attributed(k));
+        let deferred_other = snap.sum(|k| k.path == path::DEFERRED_COPY && !attributed(k));
+        let mut paths = vec![
+            stat_as(
+                &format!("{} (send)", names::SYSCALLS),
+                names::SYSCALLS,
+                sends,
+                true,
+            ),
+            stat_as(
+                &format!("{} (receive)", names::SYSCALLS),
+                names::SYSCALLS,
+                recvs,
+                true,
+            ),
+            stat(
+                names::TCP,
+                snap.total(path::TCP_SENDMSG, None),
+                visible(names::TCP),
+            ),
+            stat(names::COPY, snap.total(path::COPY_FROM_USER, None), false),
+            stat(
+                names::ZEROCOPY,
+                snap.total(path::ZEROCOPY, None),
+                timed_tier(names::ZEROCOPY),
+            ),
+            stat(names::PINNING, pinned, true),
+            stat(names::DEFERRED, deferred, true),
+            stat(
+                names::COMPLETIONS,
+                snap.sum(|k| k.path == path::ZC_COMPLETION && attributed(k)),
+                false,
+            ),
+            stat(
+                names::RECV_COPY,
+                snap.total(path::RECV_COPY, None),
+                timed_tier(names::RECV_COPY),
+            ),
+            stat(names::SCHED, snap.total(path::OFF_CPU, None), true),
+        ];
+        // Off-CPU time has no bytes.
+        if let Some(s) = paths.last_mut() {
+            s.bytes = None;
+        }
+        Breakdown {
+            paths,
+            pin_requested_pages: visible(names::PINNING).then_some(requested.bytes),
+            deferred_unattributed_bytes: visible(names::DEFERRED).then_some(deferred_other.bytes),
+            lost_events: snap.counters.lost(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut t = Table::new([
+            "kernel path",
+            "tier",
+            "events",
+            "bytes",
+            "",
+            "time",
+            "p50",
+            "p99",
+        ])
+        .left(&[1, 4]);
+        let mut notes = Vec::new();
+        for p in &self.paths {
+            let (b, unit) = match (p.path.as_str(), p.bytes) {
+                (_, None) => ("-".to_string(), String::new()),
+                (names::PINNING, Some(v)) => (v.to_string(), "pages".to_string()),
+                (_, Some(v)) => (v.to_string(), human_bytes(v)),
+            };
+            let le = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("≤{}", ns(v)));
+            t.row([
+                p.path.clone(),
+                p.tier.map_or("-", Tier::as_str).to_string(),
+                if p.tier == Some(Tier::Unavailable) {
+                    "-".to_string()
+                } else {
+                    p.calls.to_string()
+                },
+                b,
+                unit,
+                p.total_ns.map_or("-".to_string(), ns),
+                le(p.p50_ns_le),
+                le(p.p99_ns_le),
+            ]);
+            if let Some(n) = &p.note {
+                notes.push(format!("  {}: {n}", p.path));
+            }
+        }
+        let mut out = t.render();
+        if let Some(r) = self.pin_requested_pages {
+            out.push_str(&format!("page pinning: {r} pages requested\n"));
+        }
+        if let Some(d) = self.deferred_unattributed_bytes.filter(|d| *d > 0) {
+            out.push_str(&format!(
+                "deferred copies in contexts not attributable to a traced task: {d} bytes\n"
+            ));
+        }
+        if !notes.is_empty() {
+            out.push_str("derived and unavailable paths:\n");
+            out.push_str(&notes.join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,692 @@
+//! The attach planner: for each kernel path, try fentry/fexit → kprobe/kretprobe → tp_btf →
+//! tracepoint, keep the first tier that loads and attaches, and remember why the better ones
+//! did not. Paths that no tier can see are reported as such, with the reason.
+use std::{collections::HashSet, fs, path::Path};
+
+use aya::{
+    Btf, Ebpf,
+    programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{error::chain, trace::tracefs};
+
+/// Attach mechanisms, best first.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    Fentry,
+    Kprobe,
+    TpBtf,
+    Tracepoint,
+    /// No probe on the path: computed from events of other paths.
+    Derived,
+    /// Not visible on this kernel.
+    Unavailable,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fentry => "fentry",
+            Tier::Kprobe => "kprobe",
+            Tier::TpBtf => "tp_btf",
+            Tier::Tracepoint => "tracepoint",
+            Tier::Derived => "derived",
+            Tier::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum HookKind {
+    FEntry,
+    FExit,
+    KProbe,
+    KRetProbe,
+    /// A classic tracepoint in this category (the name is the candidate's target).
+    Tracepoint(&'static str),
+}
+
+/// One way of seeing a path: programs attached together to one target function (or to their
+/// tracepoints).
+struct Candidate {
+    tier: Tier,
+    /// Alternative function names (different kernels), or tracepoint names for that tier.
+    targets: &'static [&'static str],
+    hooks: &'static [(&'static str, HookKind)],
+}
+
+/// What to say when no candidate attaches.
+enum Fallback {
+    /// Computed from other paths' events (with what that means).
+    Derived(&'static str),
+    Unavailable(&'static str),
+}
+
+struct PathSpec {
+    name: &'static str,
+    candidates: &'static [Candidate],
+    fallback: Fallback,
+    /// Config flag the fallback needs in the kernel programs.
+    derive_copy: bool,
+}
+
+const SEND_SYSCALLS: &[&str] = &[
+    "sys_enter_sendmsg",
+    "sys_exit_sendmsg",
+    "sys_enter_sendto",
+    "sys_exit_sendto",
+    "sys_enter_write",
+    "sys_exit_write",
+    "sys_enter_writev",
+    "sys_exit_writev",
+    "sys_enter_sendfile64",
+    "sys_exit_sendfile64",
+    "sys_enter_recvmsg",
+    "sys_exit_recvmsg",
+    "sys_enter_recvfrom",
+    "sys_exit_recvfrom",
+    "sys_enter_read",
+    "sys_exit_read",
+];
+
+/// Path names, as reported.
+pub mod names {
+    pub const SYSCALLS: &str = "syscalls";
+    pub const SOCKET: &str = "socket layer";
+    pub const TCP: &str = "tcp_sendmsg";
+    pub const COPY: &str = "user→kernel copy";
+    pub const ZEROCOPY: &str = "zero-copy attach";
+    pub const PINNING: &str = "page pinning";
+    pub const DEFERRED: &str = "deferred copy";
+    pub const COMPLETIONS: &str = "zero-copy completions";
+    pub const RECV_COPY: &str = "receive copy";
+    pub const SCHED: &str = "scheduling";
+    pub const PROCESSES: &str = "process tracking";
+}
+
+const PIN_FUNCTIONS: &[&str] = &[
+    "get_user_pages_fast",
+    "internal_get_user_pages_fast",
+    "gup_fast_fallback",
+    "pin_user_pages_fast",
+];
+
+static PATHS: &[PathSpec] = &[
+    PathSpec {
+        name: names::SYSCALLS,
+        // The syscall tracepoints are the stable ABI for this and also mark "inside a send call"
+        // for the probe tiers of the other paths; no probe tier would see more.
+        candidates: &[Candidate {
+            tier: Tier::Tracepoint,
+            targets: SEND_SYSCALLS,
+            hooks: &[("", HookKind::Tracepoint("syscalls"))],
+        }],
+        fallback: Fallback::Unavailable("the syscalls:* tracepoints are missing"),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::SOCKET,
+        candidates: &[Candidate {
+            tier: Tier::Tracepoint,
+            targets: &["sock_send_length", "sock_recv_length"],
+            hooks: &[("", HookKind::Tracepoint("sock"))],
+        }],
+        fallback: Fallback::Unavailable(
+            "sock:sock_send_length/sock_recv_length are missing (kernel < 6.3): write/read on \
+             sockets cannot be told from file I/O",
+        ),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::TCP,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["tcp_sendmsg"],
+                hooks: &[
+                    ("fe_tcp_sendmsg", HookKind::FEntry),
+                    ("fx_tcp_sendmsg", HookKind::FExit),
+                ],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["tcp_sendmsg"],
+                hooks: &[
+                    ("kp_tcp_sendmsg", HookKind::KProbe),
+                    ("krp_tcp_sendmsg", HookKind::KRetProbe),
+                ],
+            },
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["tcp_sendmsg_locked"],
+                hooks: &[("tcp_sendmsg_locked", HookKind::Tracepoint("tcp"))],
+            },
+        ],
+        fallback: Fallback::Unavailable("no tcp_sendmsg probe and no tcp:tcp_sendmsg_locked"),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::COPY,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["__check_object_size"],
+                hooks: &[("fe_usercopy", HookKind::FEntry)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["__check_object_size"],
+                hooks: &[("kp_usercopy", HookKind::KProbe)],
+            },
+        ],
+        fallback: Fallback::Derived(
+            "bytes the socket accepted from send calls without MSG_ZEROCOPY (the copy helpers \
+             cannot be probed here)",
+        ),
+        derive_copy: true,
+    },
+    PathSpec {
+        name: names::ZEROCOPY,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["skb_zerocopy_iter_stream"],
+                hooks: &[
+                    ("fe_zc_iter", HookKind::FEntry),
+                    ("fx_zc_iter", HookKind::FExit),
+                ],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["skb_zerocopy_iter_stream"],
+                hooks: &[
+                    ("kp_zc_iter", HookKind::KProbe),
+                    ("krp_zc_iter", HookKind::KRetProbe),
+                ],
+            },
+        ],
+        fallback: Fallback::Derived(
+            "bytes of send calls that passed MSG_ZEROCOPY: zero-copy *requested*; whether the \
+             kernel attached the pages is not visible here",
+        ),
+        derive_copy: true,
+    },
+    PathSpec {
+        name: names::PINNING,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: PIN_FUNCTIONS,
+                hooks: &[("fe_pin", HookKind::FEntry), ("fx_pin", HookKind::FExit)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: PIN_FUNCTIONS,
+                hooks: &[
+                    ("kp_pin", HookKind::KProbe),
+                    ("krp_pin", HookKind::KRetProbe),
+                ],
+            },
+        ],
+        fallback: Fallback::Unavailable(
+            "page pinning has no tracepoint; it needs fentry or kprobes on get_user_pages_fast",
+        ),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::DEFERRED,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["skb_copy_ubufs"],
+                hooks: &[
+                    ("fe_ubufs", HookKind::FEntry),
+                    ("fx_ubufs", HookKind::FExit),
+                ],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["skb_copy_ubufs"],
+                hooks: &[
+                    ("kp_ubufs", HookKind::KProbe),
+                    ("krp_ubufs", HookKind::KRetProbe),
+                ],
+            },
+        ],
+        fallback: Fallback::Unavailable(
+            "skb_copy_ubufs has no tracepoint; `copytrace bench` reports the kernel's own \
+             answer instead (the SO_EE_CODE_ZEROCOPY_COPIED fraction of completions)",
+        ),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::COMPLETIONS,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["msg_zerocopy_callback"],
+                hooks: &[("fe_zc_done", HookKind::FEntry)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["msg_zerocopy_callback"],
+                hooks: &[("kp_zc_done", HookKind::KProbe)],
+            },
+        ],
+        fallback: Fallback::Unavailable(
+            "msg_zerocopy_callback has no tracepoint; the benchmark counts completions itself",
+        ),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::RECV_COPY,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["skb_copy_datagram_iter"],
+                hooks: &[
+                    ("fe_recv_copy", HookKind::FEntry),
+                    ("fx_recv_copy", HookKind::FExit),
+                ],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["skb_copy_datagram_iter"],
+                hooks: &[
+                    ("kp_recv_copy", HookKind::KProbe),
+                    ("krp_recv_copy", HookKind::KRetProbe),
+                ],
+            },
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["skb_copy_datagram_iovec"],
+                hooks: &[("skb_copy_datagram_iovec", HookKind::Tracepoint("skb"))],
+            },
+        ],
+        fallback: Fallback::Unavailable("no probe on skb_copy_datagram_iter and no tracepoint"),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::SCHED,
+        candidates: &[Candidate {
+            tier: Tier::Tracepoint,
+            targets: &["sched_switch"],
+            hooks: &[("sched_switch", HookKind::Tracepoint("sched"))],
+        }],
+        fallback: Fallback::Unavailable("sched:sched_switch is missing"),
+        derive_copy: false,
+    },
+    PathSpec {
+        name: names::PROCESSES,
+        candidates: &[Candidate {
+            tier: Tier::Tracepoint,
+            targets: &["sched_process_fork", "sched_process_exit"],
+            hooks: &[("", HookKind::Tracepoint("sched"))],
+        }],
+        fallback: Fallback::Unavailable(
+            "sched:sched_process_fork/exit are missing: children of a traced command are not \
+             followed",
+        ),
+        derive_copy: false,
+    },
+];
+
+/// One attempt that did not work.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    pub tier: Tier,
+    pub target: String,
+    pub error: String,
+}
+
+/// What the planner decided for one path.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PathDecision {
+    pub path: String,
+    pub tier: Tier,
+    /// The function or tracepoints used.
+    pub target: Option<String>,
+    /// Better tiers that failed, and why.
+    pub attempts: Vec<Attempt>,
+    /// For derived/unavailable paths: what the numbers mean or why there are none.
+    pub note: Option<String>,
+}
+
+/// What the kernel allows, learned once.
+pub struct KernelSymbols {
+    kallsyms: HashSet<String>,
+    /// `None` when available_filter_functions cannot be read (then we just try).
+    traceable: Option<HashSet<String>>,
+}
+
+impl KernelSymbols {
+    pub fn read(tracefs_root: &Path) -> KernelSymbols {
+        let kallsyms = fs::read_to_string("/proc/kallsyms")
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| {
+                        let mut it = l.split_whitespace();
+                        let (_, ty, name) = (it.next()?, it.next()?, it.next()?);
+                        matches!(ty, "t" | "T").then(|| name.to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let traceable = fs::read_to_string(tracefs_root.join("available_filter_functions"))
+            .ok()
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                    .collect()
+            });
+        KernelSymbols {
+            kallsyms,
+            traceable,
+        }
+    }
+
+    /// Why `f` cannot be probed, if we can tell without trying.
+    fn unprobeable(&self, f: &str) -> Option<String> {
+        if !self.kallsyms.is_empty() && !self.kallsyms.contains(f) {
+            return Some(format!("{f} is not in /proc/kallsyms (inlined or absent)"));
+        }
+        if let Some(t) = &self.traceable
+            && !t.contains(f)
+        {
+            return Some(format!(
+                "{f} is not in available_filter_functions (notrace)"
+            ));
+        }
+        None
+    }
+}
+
+/// Options for the planner.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Best tier allowed (tests force `kprobe` on kernels where fentry would win).
+    pub best_tier: Tier,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            best_tier: Tier::Fentry,
+        }
+    }
+}
+
+fn program_error(e: &ProgramError) -> String {
+    if let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = e
+        && io_error.raw_os_error() == Some(libc::EPERM)
+        && verifier_log.to_string().trim().is_empty()
+    {
+        return "BPF_PROG_LOAD: EPERM with an empty verifier log (refused by policy)".into();
+    }
+    if let ProgramError::KProbeError(aya::programs::kprobe::KProbeError::FileError {
+        io_error, ..
+    }) = e
+        && !Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+    {
+        return format!("kprobes unavailable (no kprobe PMU: CONFIG_KPROBES unset?): {io_error}");
+    }
+    chain(e)
+}
+
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    program: &str,
+    kind: HookKind,
+    target: &str,
+) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    match kind {
+        HookKind::FEntry | HookKind::FExit => {
+            let btf = btf.ok_or("no kernel BTF")?;
+            if matches!(kind, HookKind::FEntry) {
+                let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load(target, btf).map_err(|e| program_error(&e))?;
+                p.attach().map_err(|e| program_error(&e))?;
+            } else {
+                let p: &mut FExit = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load(target, btf).map_err(|e| program_error(&e))?;
+                p.attach().map_err(|e| program_error(&e))?;
+            }
+        }
+        HookKind::KProbe | HookKind::KRetProbe => {
+            let p: &mut KProbe = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error(&e))?;
+            p.attach(target, 0).map_err(|e| program_error(&e))?;
+        }
+        HookKind::Tracepoint(category) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+            p.load().map_err(|e| program_error(&e))?;
+            p.attach(category, target).map_err(|e| program_error(&e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Detach and unload programs of a candidate that only partly attached.
+fn roll_back(ebpf: &mut Ebpf, programs: &[&str]) {
+    for name in programs {
+        if let Some(p) = ebpf.program_mut(name) {
+            let _ = match p {
+                aya::programs::Program::FEntry(p) => p.unload(),
+                aya::programs::Program::FExit(p) => p.unload(),
+                aya::programs::Program::KProbe(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+}
+
+/// Try one candidate with one target; on failure nothing stays attached.
+fn try_candidate(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    c: &Candidate,
+    target: &str,
+) -> Result<(), String> {
+    let mut done: Vec<&str> = Vec::new();
+    for &(program, kind) in c.hooks {
+        // Tracepoint candidates with an empty program name attach the program named like
+        // each tracepoint.
+        let program = if program.is_empty() { target } else { program };
+        if let Err(e) = attach_hook(ebpf, btf, program, kind, target) {
+            roll_back(ebpf, &done);
+            // The failing program may be loaded but not attached: unload it too.
+            roll_back(ebpf, &[program]);
+            return Err(e);
+        }
+        done.push(program);
+    }
+    Ok(())
+}
+
+/// Which config flags the plan needs (decided before load, since they are globals).
+pub fn needs_derive_copy(decisions: &[PathDecision]) -> bool {
+    decisions
+        .iter()
+        .any(|d| d.tier == Tier::Derived && PATHS.iter().any(|p| p.name == d.path && p.derive_copy))
+}
+
+/// Paths whose events drive the derivations (syscall exits, socket returns, process tracking):
+/// attached last, once the switches the other paths need are set.
+const BASE_PATHS: [&str; 3] = [names::SYSCALLS, names::SOCKET, names::PROCESSES];
+
+/// Which paths [`attach_paths`] handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Everything except the base paths.
+    Probes,
+    /// Syscalls, socket layer, process tracking.
+    Base,
+}
+
+/// Sort decisions into the canonical (reporting) order.
+pub fn canonical_order(decisions: &mut [PathDecision]) {
+    decisions.sort_by_key(|d| PATHS.iter().position(|p| p.name == d.path));
+}
+
+/// Attach the paths of `phase`, each at its best tier.
+pub fn attach_paths(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    tracefs_root: &Path,
+    syms: &KernelSymbols,
+    opts: PlanOptions,
+    phase: Phase,
+) -> Vec<PathDecision> {
+    let mut out = Vec::new();
+    for spec in PATHS
+        .iter()
+        .filter(|s| BASE_PATHS.contains(&s.name) == (phase == Phase::Base))
+    {
+        let mut attempts = Vec::new();
+        let mut chosen = None;
+        for c in spec.candidates {
+            if c.tier < opts.best_tier {
+                continue;
+            }
+            let tracepoint = matches!(c.hooks[0].1, HookKind::Tracepoint(_));
+            if tracepoint {
+                // All tracepoints of the candidate must exist.
+                let category = match c.hooks[0].1 {
+                    HookKind::Tracepoint(cat) => cat,
+                    _ => unreachable!(),
+                };
+                let missing: Vec<_> = c
+                    .targets
+                    .iter()
+                    .filter(|t| !tracefs::tracepoint_exists(tracefs_root, category, t))
+                    .collect();
+                if !missing.is_empty() {
+                    attempts.push(Attempt {
+                        tier: c.tier,
+                        target: format!("{category}:{}", c.targets.join(",")),
+                        error: format!("missing tracepoint(s): {missing:?}"),
+                    });
+                    continue;
+                }
+                let mut ok = true;
+                let mut attached: Vec<&str> = Vec::new();
+                for t in c.targets {
+                    let one = Candidate {
+                        tier: c.tier,
+                        targets: &[],
+                        hooks: c.hooks,
+                    };
+                    if let Err(e) = try_candidate(ebpf, btf, &one, t) {
+                        attempts.push(Attempt {
+                            tier: c.tier,
+                            target: format!("{category}:{t}"),
+                            error: e,
+                        });
+                        ok = false;
+                        break;
+                    }
+                    attached.push(t);
+                }
+                if ok {
+                    chosen = Some((
+                        c.tier,
+                        c.targets
+                            .iter()
+                            .map(|t| format!("{category}:{t}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ));
+                    break;
+                }
+                let progs: Vec<&str> = attached
+                    .iter()
+                    .flat_map(|t| {
+                        c.hooks
+                            .iter()
+                            .map(move |(p, _)| if p.is_empty() { *t } else { *p })
+                    })
+                    .collect();
+                roll_back(ebpf, &progs);
+                continue;
+            }
+            // Function probes: the first name this kernel has.
+            let mut fn_errors = Vec::new();
+            let Some(target) = c.targets.iter().find(|f| match syms.unprobeable(f) {
+                None => true,
+                Some(why) => {
+                    fn_errors.push(why);
+                    false
+                }
+            }) else {
+                attempts.push(Attempt {
+                    tier: c.tier,
+                    target: c.targets.join("|"),
+                    error: fn_errors.join("; "),
+                });
+                continue;
+            };
+            match try_candidate(ebpf, btf, c, target) {
+                Ok(()) => {
+                    chosen = Some((c.tier, target.to_string()));
+                    break;
+                }
+                Err(e) => attempts.push(Attempt {
+                    tier: c.tier,
+                    target: target.to_string(),
+                    error: e,
+                }),
+            }
+        }
+        let decision = match chosen {
+            Some((tier, target)) => PathDecision {
+                path: spec.name.into(),
+                tier,
+                target: Some(target),
+                attempts,
+                note: None,
+            },
+            None => {
+                let (tier, note) = match spec.fallback {
+                    Fallback::Derived(n) => (Tier::Derived, n),
+                    Fallback::Unavailable(n) => (Tier::Unavailable, n),
+                };
+                PathDecision {
+                    path: spec.name.into(),
+                    tier,
+                    target: None,
+                    attempts,
+                    note: Some(note.into()),
+                }
+            }
+        };
+        out.push(decision);
+    }
+    out
+}
+
+/// Tier of `path` in `decisions`.
+pub fn tier_of(decisions: &[PathDecision], path: &str) -> Option<Tier> {
+    decisions.iter().find(|d| d.path == path).map(|d| d.tier)
+}
