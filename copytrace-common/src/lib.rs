@@ -29,9 +29,7 @@ pub mod path {
     pub const OFF_CPU: u16 = 9;
     /// Zero-copy completions (`msg_zerocopy_callback`).
     pub const ZC_COMPLETION: u16 = 10;
-    /// Iterations of the tcp_sendmsg copy loop (tracepoint `tcp:tcp_sendmsg_locked`).
-    pub const TCP_CHUNK: u16 = 11;
-    pub const COUNT: u16 = 12;
+    pub const COUNT: u16 = 11;
 }
 
 /// System calls we pair enter/exit for. Stored in [`StatKey::op`] for [`path::SYSCALL`] rows.
@@ -73,9 +71,10 @@ pub mod syscall {
 
 /// Layout of [`StatKey::aux`].
 pub mod aux {
-    /// [`path::SYSCALL`] / [`path::ZEROCOPY`] rows: the call passed `MSG_ZEROCOPY`.
+    /// [`path::SYSCALL`] rows: the call passed `MSG_ZEROCOPY`.
     pub const ZEROCOPY_REQUESTED: u32 = 1;
-    /// The row was derived from other events rather than measured by a probe on the path.
+    /// The row was derived from other events rather than measured by a probe on the path
+    /// (tcp_sendmsg timed between tracepoints, receive copies from the tracepoint's length).
     pub const DERIVED: u32 = 2;
     /// [`path::PIN_PAGES`]: pages *requested* (the nr_pages argument) rather than pinned.
     pub const REQUESTED: u32 = 4;
@@ -108,6 +107,35 @@ pub struct StatKey {
 /// Number of log2 latency buckets: bucket `i` holds values `v` with `floor(log2(v)) == i`
 /// (`v == 0` lands in bucket 0); the last bucket also holds everything larger.
 pub const HIST_BUCKETS: usize = 32;
+
+/// The histogram bucket of `v`: floor(log2(v)) clamped to the last bucket. Branch-light so the
+/// eBPF verifier sees a bounded index.
+#[inline(always)]
+pub fn hist_bucket(mut v: u64) -> usize {
+    let mut r: u32 = 0;
+    let mut shift: u32;
+    shift = ((v > 0xFFFF_FFFF) as u32) << 5;
+    v >>= shift;
+    r |= shift;
+    shift = ((v > 0xFFFF) as u32) << 4;
+    v >>= shift;
+    r |= shift;
+    shift = ((v > 0xFF) as u32) << 3;
+    v >>= shift;
+    r |= shift;
+    shift = ((v > 0xF) as u32) << 2;
+    v >>= shift;
+    r |= shift;
+    shift = ((v > 0x3) as u32) << 1;
+    v >>= shift;
+    r |= shift;
+    let log2 = (r | ((v >> 1) as u32)) as usize;
+    if log2 > HIST_BUCKETS - 1 {
+        HIST_BUCKETS - 1
+    } else {
+        log2
+    }
+}
 
 /// Value of the per-CPU stats hash map.
 #[repr(C)]
@@ -143,6 +171,9 @@ impl Default for Stats {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
     pub start_ns: u64,
+    /// Tracepoint tier of tcp_sendmsg: first copy-loop iteration of the current call (0 =
+    /// not inside one).
+    pub tcp_start_ns: u64,
     /// Bytes copied from user space during the call (fentry/kprobe tier).
     pub copied: u64,
     pub copy_calls: u32,
@@ -239,10 +270,10 @@ pub struct TpOffsets {
     pub skb_copy_len: u32,
     /// `next_pid` of `sched:sched_switch`.
     pub switch_next_pid: u32,
-    /// `msg_left` of `tcp:tcp_sendmsg_locked`.
-    pub tcp_msg_left: u32,
     /// Byte offset of `struct sk_buff.data_len`, from the running kernel's BTF (0 = unknown).
     pub skb_data_len: u32,
+    /// Keeps the struct a multiple of 8 bytes (no implicit padding inside `Config`).
+    pub _pad: u32,
 }
 
 impl TpOffsets {
@@ -257,18 +288,9 @@ impl TpOffsets {
         exit_pid: 0,
         skb_copy_len: 0,
         switch_next_pid: 0,
-        tcp_msg_left: 0,
         skb_data_len: 0,
+        _pad: 0,
     };
-}
-
-/// Indices of the `CONTROL` array: switches user space flips after attaching (the planner only
-/// knows then which paths have probes).
-pub mod control {
-    /// Derive copy/zero-copy bytes at syscall exit from the socket return value and the
-    /// MSG_ZEROCOPY flag, because the copy paths have no probe.
-    pub const DERIVE_COPY: u32 = 0;
-    pub const COUNT: u32 = 4;
 }
 
 /// Filter modes of [`Config::filter_mode`].
@@ -292,8 +314,18 @@ pub struct Config {
     pub self_tgid: u32,
     /// Emit one of every `sample_every` system calls to the ring buffer (0 = none).
     pub sample_every: u32,
+    /// Filter mode PIDS: up to [`MAX_CONFIG_PIDS`] tgids checked without a map lookup (the
+    /// common case: one benchmark or one `-p`). 0 = unused slot.
+    pub pids: [u32; MAX_CONFIG_PIDS],
+    /// Filter mode PIDS: also consult the `PIDS` map (children followed, or more tgids than
+    /// fit above).
+    pub pids_in_map: u32,
+    pub _pad: u32,
     pub offsets: TpOffsets,
 }
+
+/// Tgids that fit in [`Config::pids`].
+pub const MAX_CONFIG_PIDS: usize = 8;
 
 impl Config {
     pub const ZERO: Config = Config {
@@ -302,6 +334,9 @@ impl Config {
         cgroup_id: 0,
         self_tgid: 0,
         sample_every: 0,
+        pids: [0; MAX_CONFIG_PIDS],
+        pids_in_map: 0,
+        _pad: 0,
         offsets: TpOffsets::ZERO,
     };
 }
@@ -327,10 +362,28 @@ mod tests {
     use core::mem::size_of;
 
     #[test]
+    fn histogram_buckets_are_floor_log2_clamped() {
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(1), 0);
+        assert_eq!(hist_bucket(2), 1);
+        assert_eq!(hist_bucket(3), 1);
+        assert_eq!(hist_bucket(1024), 10);
+        assert_eq!(hist_bucket(2047), 10);
+        assert_eq!(hist_bucket((1 << 31) - 1), 30);
+        assert_eq!(hist_bucket(1 << 31), 31);
+        // 5 s off CPU: past the last bucket, clamped rather than wrapped to bucket 0.
+        assert_eq!(hist_bucket(5_000_000_000), 31);
+        assert_eq!(hist_bucket(u64::MAX), 31);
+        for shift in 0..31 {
+            assert_eq!(hist_bucket(1 << shift), shift as usize);
+        }
+    }
+
+    #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
         assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
-        assert_eq!(size_of::<InFlight>(), 8 + 8 + 4 + 4 + 2 * 4);
+        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4);
         assert_eq!(size_of::<EntryKey>(), 16);
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
@@ -338,7 +391,7 @@ mod tests {
         assert_eq!(size_of::<TpOffsets>(), 4 * 12);
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 8 + 4 * 2 + size_of::<TpOffsets>()
+            4 + 4 + 8 + 4 * 2 + 4 * MAX_CONFIG_PIDS + 4 + 4 + size_of::<TpOffsets>()
         );
     }
 }

@@ -29,8 +29,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use copytrace_common::{
-    Config, EntryKey, EntryVal, HIST_BUCKETS, InFlight, MSG_ZEROCOPY, OffCpu, SpanEvent, StatKey,
-    Stats, TpOffsets, aux, control, counter, filter, path, syscall,
+    Config, EntryKey, EntryVal, InFlight, MAX_CONFIG_PIDS, MSG_ZEROCOPY, OffCpu, SpanEvent,
+    StatKey, Stats, TpOffsets, aux, counter, filter, hist_bucket, path, syscall,
 };
 
 /// Written by user space (`EbpfLoader::override_global`) before load.
@@ -72,16 +72,6 @@ static SAMPLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static SPANS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Run-time switches (see `copytrace_common::control`).
-#[map]
-static CONTROL: Array<u32> = Array::with_max_entries(control::COUNT, 0);
-
-#[inline(always)]
-fn control(idx: u32) -> u32 {
-    // SAFETY: valid map value.
-    CONTROL.get_ptr(idx).map_or(0, |p| unsafe { *p })
-}
-
 /// Set once the first traced event has been logged.
 #[map]
 static ANNOUNCED: Array<u64> = Array::with_max_entries(1, 0);
@@ -115,6 +105,21 @@ fn bump(idx: u32) {
     }
 }
 
+/// Is `tgid` one of the traced processes? The config list first (no map lookup: this runs
+/// for every system call on the machine), the map only when children are followed.
+#[inline(always)]
+fn pid_listed(tgid: u32) -> bool {
+    let mut i = 0;
+    while i < MAX_CONFIG_PIDS {
+        // SAFETY: reading a global.
+        if unsafe { core::ptr::read_volatile(&CONFIG.pids[i]) } == tgid {
+            return true;
+        }
+        i += 1;
+    }
+    config_u32(&CONFIG.pids_in_map) != 0 && PIDS.get_ptr(tgid).is_some()
+}
+
 /// Is the current task one we trace?
 #[inline(always)]
 fn traced(pid_tgid: u64) -> bool {
@@ -122,7 +127,7 @@ fn traced(pid_tgid: u64) -> bool {
     if tgid == config_u32(&CONFIG.self_tgid) {
         return false;
     }
-    if config_u32(&CONFIG.filter_mode) == filter::PIDS && PIDS.get_ptr(tgid).is_none() {
+    if config_u32(&CONFIG.filter_mode) == filter::PIDS && !pid_listed(tgid) {
         return false;
     }
     // SAFETY: reading a global.
@@ -132,29 +137,6 @@ fn traced(pid_tgid: u64) -> bool {
         return false;
     }
     true
-}
-
-/// floor(log2(v)), 0 for 0, branch-light so the verifier sees a bounded result.
-#[inline(always)]
-fn log2(mut v: u64) -> u32 {
-    let mut r: u32 = 0;
-    let mut shift: u32;
-    shift = ((v > 0xFFFF_FFFF) as u32) << 5;
-    v >>= shift;
-    r |= shift;
-    shift = ((v > 0xFFFF) as u32) << 4;
-    v >>= shift;
-    r |= shift;
-    shift = ((v > 0xFF) as u32) << 3;
-    v >>= shift;
-    r |= shift;
-    shift = ((v > 0xF) as u32) << 2;
-    v >>= shift;
-    r |= shift;
-    shift = ((v > 0x3) as u32) << 1;
-    v >>= shift;
-    r |= shift;
-    r | ((v >> 1) as u32)
 }
 
 /// Add `count` events and `bytes` to the stats row `key`. `ns` goes into total/histogram.
@@ -189,8 +171,7 @@ fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u64>) 
         }
         if let Some(ns) = ns {
             (*p).total_ns += ns;
-            let b = (log2(ns) as usize) & (HIST_BUCKETS - 1);
-            (*p).hist[b] += 1;
+            (*p).hist[hist_bucket(ns)] += 1;
         }
     }
 }
@@ -226,6 +207,7 @@ fn on_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
     }
     let v = InFlight {
         start_ns: now(),
+        tcp_start_ns: 0,
         copied: 0,
         copy_calls: 0,
         aux: bits,
@@ -269,27 +251,16 @@ fn on_exit(ctx: &TracePointContext, op: u16) {
         ret < 0,
         Some(ns),
     );
-    if f.sock_seen != 0 && syscall::is_send(op) && op != syscall::SENDFILE {
-        if control(control::DERIVE_COPY) != 0 {
-            // No probe on the copy path: what the socket accepted was copied, unless the call
-            // asked for MSG_ZEROCOPY (then it was at most *requested* to go zero-copy).
-            if bytes > 0 {
-                let (p, bits) = if f.aux & aux::ZEROCOPY_REQUESTED != 0 {
-                    (path::ZEROCOPY, aux::ZEROCOPY_REQUESTED | aux::DERIVED)
-                } else {
-                    (path::COPY_FROM_USER, aux::DERIVED)
-                };
-                record(&key(pid_tgid, p, op, bits), 1, bytes, false, None);
-            }
-        } else if f.copy_calls > 0 {
-            record(
-                &key(pid_tgid, path::COPY_FROM_USER, op, 0),
-                f.copy_calls as u64,
-                f.copied,
-                false,
-                None,
-            );
-        }
+    // Copies measured by a probe during this call (the tracepoint-only tier derives copy
+    // bytes in user space from the syscall rows instead: no work here).
+    if f.copy_calls > 0 && f.sock_seen != 0 {
+        record(
+            &key(pid_tgid, path::COPY_FROM_USER, op, 0),
+            f.copy_calls as u64,
+            f.copied,
+            false,
+            None,
+        );
     }
     sample(pid_tgid, &f, op, ret, ns);
 }
@@ -380,7 +351,10 @@ syscall_programs!(sys_enter_read, sys_exit_read, syscall::READ, None);
 #[inline(always)]
 fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
+    // Inside a traced system call the in-flight entry proves the task is traced: one lookup
+    // instead of two on the hot path.
+    let inflight = INFLIGHT.get_ptr_mut(pid_tgid);
+    if inflight.is_none() && !traced(pid_tgid) {
         return Ok(());
     }
     let off = offsets();
@@ -395,27 +369,25 @@ fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let bits = (family as u32) << aux::FAMILY_SHIFT;
     record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, None);
-    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) {
+    if let Some(f) = inflight {
         // SAFETY: valid map value owned by the current task.
-        unsafe {
+        let tcp_start = unsafe {
             (*f).sock_seen = 1;
             (*f).family = family;
             (*f).proto = proto;
-        }
-    }
-    if path == path::SOCK_SEND {
-        // Tracepoint tier of tcp_sendmsg: the copy loop's first iteration left a timestamp.
-        let k = entry_key(pid_tgid, path::TCP_SENDMSG);
-        if let Some(e) = ENTRY.get_ptr(k) {
-            // SAFETY: valid map value.
-            let start = unsafe { (*e).start_ns };
-            let _ = ENTRY.remove(k);
+            let t = (*f).tcp_start_ns;
+            (*f).tcp_start_ns = 0;
+            t
+        };
+        // Tracepoint tier of tcp_sendmsg: its copy loop's first iteration left a timestamp in
+        // the in-flight entry; sock_sendmsg returning ends the call.
+        if path == path::SOCK_SEND && tcp_start != 0 {
             record(
                 &key(pid_tgid, path::TCP_SENDMSG, 0, aux::DERIVED),
                 1,
                 bytes,
                 ret < 0,
-                Some(now().saturating_sub(start)),
+                Some(now().saturating_sub(tcp_start)),
             );
         }
     }
@@ -571,17 +543,17 @@ pub fn krp_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
 }
 
 /// Tracepoint tier: `tcp:tcp_sendmsg_locked` fires once per copy-loop iteration. The first
-/// iteration of a call starts its clock; `sock:sock_send_length` (the return) stops it.
+/// iteration of a call starts its clock (in the system call's in-flight entry: only traced
+/// tasks have one, so no filter lookup); `sock:sock_send_length` (the return) stops it.
 #[tracepoint]
 pub fn tcp_sendmsg_locked(_ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
-        return 0;
-    }
-    record(&key(pid_tgid, path::TCP_CHUNK, 0, 0), 1, 0, false, None);
-    let k = entry_key(pid_tgid, path::TCP_SENDMSG);
-    if ENTRY.get_ptr(k).is_none() {
-        pair_enter(&k, 0);
+    if let Some(f) = INFLIGHT.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: valid map value owned by the current task.
+        unsafe {
+            if (*f).tcp_start_ns == 0 {
+                (*f).tcp_start_ns = now();
+            }
+        }
     }
     0
 }

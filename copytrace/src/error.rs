@@ -54,6 +54,9 @@ pub enum Error {
     #[error("the eBPF object has no {kind} named {name} (build mismatch?)")]
     Missing { kind: &'static str, name: String },
 
+    #[error("attaching eBPF programs: {0}")]
+    Attach(String),
+
     #[error("no process with pid {0}")]
     NoSuchProcess(i32),
 

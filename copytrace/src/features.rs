@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, chain},
-    trace::{loader, tracefs},
+    trace::{PathDecision, TraceOptions, Tracer, loader, tracefs},
 };
 
 /// Tracepoints copytrace uses (category, name).
@@ -90,11 +90,13 @@ impl Feature {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeReport {
     pub kernel: String,
     pub features: Vec<Feature>,
     pub tracepoints: Vec<Feature>,
+    /// The attach planner's choice per kernel path, with why better tiers failed.
+    pub paths: Vec<PathDecision>,
 }
 
 impl ProbeReport {
@@ -111,6 +113,25 @@ pub fn kernel_release() -> String {
 
 /// Run every probe. Needs root.
 pub fn probe() -> Result<ProbeReport> {
+    let (features, tracepoints) = probe_features()?;
+    // The planner for real: attach every path (tracing nothing: no process has this tgid),
+    // record the decisions, detach.
+    let tracer = Tracer::start(&TraceOptions {
+        pids: vec![u32::MAX],
+        ..Default::default()
+    })?;
+    let paths = tracer.decisions().to_vec();
+    drop(tracer);
+    Ok(ProbeReport {
+        kernel: kernel_release(),
+        features,
+        tracepoints,
+        paths,
+    })
+}
+
+/// The feature and tracepoint tables without the planner's per-path decisions.
+pub fn probe_features() -> Result<(Vec<Feature>, Vec<Feature>)> {
     loader::require_root()?;
     let root = tracefs::ensure_mounted()?;
     let mut features = vec![Feature::new("root", Status::Yes, "euid 0")];
@@ -176,11 +197,7 @@ pub fn probe() -> Result<ProbeReport> {
             }
         })
         .collect();
-    Ok(ProbeReport {
-        kernel: kernel_release(),
-        features,
-        tracepoints,
-    })
+    Ok((features, tracepoints))
 }
 
 fn program_error(what: &str, e: &ProgramError) -> String {

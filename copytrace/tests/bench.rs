@@ -59,6 +59,7 @@ fn small_sweep_records_everything_and_sides_agree() {
         "50ms",
         "--repeat",
         "2",
+        "--trace",
         "--json",
         json.to_str().unwrap(),
         "--csv",
@@ -70,8 +71,9 @@ fn small_sweep_records_everything_and_sides_agree() {
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["complete"], true);
     let rs = records(&doc);
-    // 3 modes × 2 patterns × 2 sizes × 2 thread counts × 2 repeats.
-    assert_eq!(rs.len(), 48);
+    // 3 modes × 2 patterns × 2 sizes × 2 thread counts × (2 repeats + 1 traced run).
+    assert_eq!(rs.len(), 72);
+    assert_eq!(rs.iter().filter(|r| r["traced"] == true).count(), 24);
     for r in rs {
         let what = format!(
             "{} {} {} x{}",
@@ -125,13 +127,43 @@ fn small_sweep_records_everything_and_sides_agree() {
         } else {
             assert!(r.get("zerocopy").is_none(), "{what}");
         }
+        if r["traced"] != true {
+            assert!(
+                r.get("trace").is_none(),
+                "{what}: untraced runs carry no breakdown"
+            );
+            continue;
+        }
+        // The tracer counted exactly the bytes this process's send calls accepted.
+        let cc = &r["trace"]["cross_check"];
+        assert_eq!(cc["ok"], true, "{what}: {cc}");
+        assert_eq!(cc["expected_send_bytes"], cc["traced_send_bytes"], "{what}");
+        let paths = r["trace"]["breakdown"]["paths"].as_array().unwrap();
+        let bytes_of =
+            |name: &str| paths.iter().find(|p| p["path"] == name).unwrap()["bytes"].as_u64();
+        if r["mode"] == "zero-copy" && r["pattern"] == "stream" {
+            // Every message byte went out with MSG_ZEROCOPY; only control frames were copied.
+            assert!(
+                bytes_of("zero-copy attach").unwrap() >= r["send_bytes"].as_u64().unwrap(),
+                "{what}"
+            );
+        }
+        if r["mode"] != "zero-copy" {
+            assert_eq!(bytes_of("zero-copy attach"), Some(0), "{what}");
+        }
     }
     assert_eq!(doc["summary"].as_array().unwrap().len(), 24);
+    for s in doc["summary"].as_array().unwrap() {
+        assert_eq!(s["repeats"], 2, "the traced run is not a repeat: {s}");
+        assert!(s["traced_gbps"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["trace_overhead"].as_f64().is_some(), "{s}");
+    }
+    assert!(!doc["trace_plan"].as_array().unwrap().is_empty());
     assert_eq!(doc["hardware_counters"]["available"].as_bool().unwrap(), {
         std::path::Path::new("/sys/bus/event_source/devices/cpu").exists()
     });
     let csv_text = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(csv_text.lines().count(), 49, "header + one row per record");
+    assert_eq!(csv_text.lines().count(), 73, "header + one row per record");
     assert!(text(&o.stdout).contains("message size = total of 8 fields"));
 }
 
@@ -317,6 +349,7 @@ fn ctrl_c_writes_completed_runs_marked_incomplete() {
             "0s",
             "--repeat",
             "50",
+            "--no-trace",
             "--json",
             json.to_str().unwrap(),
         ])
@@ -326,7 +359,7 @@ fn ctrl_c_writes_completed_runs_marked_incomplete() {
         .unwrap();
     // Let a few runs complete, then interrupt.
     let t = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
@@ -388,11 +421,19 @@ fn connect_to_a_separate_serve_process() {
         doc["config"]["topology"],
         format!("remote 127.0.0.1:{port}")
     );
-    assert_eq!(records(&doc).len(), 6);
+    // 3 modes × 2 patterns, plus a traced run each (the client side is traced here).
+    assert_eq!(records(&doc).len(), 12);
     for r in records(&doc) {
         assert_eq!(r["integrity"], "ok");
+        if r["traced"] == true {
+            let cc = &r["trace"]["cross_check"];
+            assert_eq!(cc["ok"], true, "{cc}");
+        }
         assert_eq!(r["sender"]["messages"], r["receiver"]["messages"]);
         // The server's counters travel back in its report.
-        assert!(r["counters"]["receiver"]["task_clock_ns"].as_u64().unwrap() > 0);
+        assert!(
+            r["counters"]["receiver"]["task_clock_ns"].as_u64().unwrap() > 0,
+            "{r}"
+        );
     }
 }

@@ -57,6 +57,16 @@ fn nothing_is_left_loaded() {
         "after normal exit"
     );
 
+    // CLI, panicking after attach.
+    let o = Command::new(env!("CARGO_BIN_EXE_copytrace"))
+        .args(["trace", "--", "sleep", "5"])
+        .env("COPYTRACE_TEST_PANIC_AFTER_ATTACH", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(101), "panics exit with 101");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("panic requested"));
+    assert_eq!(ours_loaded(&names), Vec::<String>::new(), "after a panic");
+
     // CLI, interrupted by SIGINT and by SIGTERM.
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let child = Command::new(env!("CARGO_BIN_EXE_copytrace"))

@@ -143,6 +143,41 @@ fn probe_reports_each_feature_with_a_reason() {
             "feature without a reason: {f}"
         );
     }
+    // The planner's decision per path agrees with the feature probes.
+    let paths = v["paths"].as_array().unwrap();
+    let tier = |p: &str| {
+        paths
+            .iter()
+            .find(|d| d["path"] == p)
+            .unwrap_or_else(|| panic!("no path {p}"))["tier"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let probes = feature("fentry")["status"] == "yes" || kprobe_pmu;
+    for p in [
+        "page pinning",
+        "deferred copy",
+        "user→kernel copy",
+        "tcp_sendmsg",
+    ] {
+        let t = tier(p);
+        if probes {
+            assert!(t == "fentry" || t == "kprobe", "{p}: {t}");
+        } else {
+            assert!(
+                ["tracepoint", "derived", "unavailable"].contains(&t.as_str()),
+                "{p}: {t}"
+            );
+        }
+    }
+    assert_eq!(tier("syscalls"), "tracepoint");
+    for d in paths {
+        if d["tier"] == "unavailable" || d["tier"] == "derived" {
+            assert!(!d["note"].as_str().unwrap_or("").is_empty(), "{d}");
+            assert!(!d["attempts"].as_array().unwrap().is_empty(), "{d}");
+        }
+    }
     let tps = v["tracepoints"].as_array().unwrap();
     let present = |n: &str| tps.iter().any(|t| t["name"] == n && t["status"] == "yes");
     assert!(present("syscalls:sys_enter_sendmsg"));

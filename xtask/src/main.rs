@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod overhead;
 mod peers;
 mod setup;
 mod tasks;
@@ -39,6 +40,13 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// Throughput with and without the tracer, interleaved, at 64 B and 64 KiB.
+    TraceOverhead {
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        #[arg(long, default_value_t = 3)]
+        seconds: u32,
+    },
     /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.
     Test {
         /// Extra arguments for `cargo test` test binaries (e.g. a test name filter).
@@ -58,6 +66,8 @@ fn main() -> ExitCode {
         Command::Test { args } => setup::run().and_then(|env| tasks::test(&env, &args)),
         Command::BenchPeers { rounds, seconds } => setup::run()
             .and_then(|env| peers::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
+        Command::TraceOverhead { rounds, seconds } => setup::run()
+            .and_then(|env| overhead::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
     };
     match r {
         Ok(c) => c,

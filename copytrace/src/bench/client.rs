@@ -13,7 +13,7 @@ use crate::{
     bench::{
         Mode, Pattern,
         message::Verifier,
-        sender::{SenderStats, new_sender},
+        sender::{Sender, SenderStats, new_sender},
         wire::{self, Hello, PROTOCOL_VERSION, Report},
         zerocopy::ZeroCopyOptions,
     },
@@ -65,10 +65,18 @@ pub struct ConnResult {
     pub report_bytes: u64,
 }
 
-/// A connected, greeted connection.
+/// A connected, greeted connection with everything its run needs already allocated (the
+/// zero-copy buffer pool can take a while to fill; that must not eat into the measured window).
 pub struct Connected {
-    pub stream: TcpStream,
-    pub hello_bytes: u64,
+    stream: TcpStream,
+    hello_bytes: u64,
+    ready_bytes: u64,
+    counters: ThreadCounters,
+    /// Stream: the sender.
+    sender: Option<Box<dyn Sender>>,
+    /// Rr: the response checker and the round-trip histogram.
+    verifier: Option<Verifier>,
+    hist: Option<Histogram<u64>>,
 }
 
 /// Connect and say hello (done before the cell's clock starts).
@@ -91,9 +99,45 @@ pub fn connect(spec: &ConnSpec) -> io::Result<Connected> {
             rcvbuf: spec.rcvbuf,
         },
     )?;
+    // Wait until the server has set up its side.
+    let (ready, ready_bytes): (String, u64) = wire::read_frame_sized(&mut s)
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the server: {e}")))?;
+    if ready != wire::READY {
+        return Err(io::Error::other(format!(
+            "unexpected server answer {ready:?}"
+        )));
+    }
+    let counters = ThreadCounters::open(spec.hardware_counters)?;
+    let (sender, verifier, hist) = match spec.pattern {
+        Pattern::Stream => (
+            Some(new_sender(
+                spec.mode,
+                s.as_raw_fd(),
+                spec.conn,
+                spec.size,
+                spec.zerocopy,
+            )?),
+            None,
+            None,
+        ),
+        // 1 ns .. 60 s at 3 significant digits.
+        Pattern::Rr => (
+            None,
+            Some(Verifier::new(spec.conn, spec.size)),
+            Some(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                    .map_err(|e| io::Error::other(format!("histogram: {e}")))?,
+            ),
+        ),
+    };
     Ok(Connected {
         stream: s,
         hello_bytes,
+        ready_bytes,
+        counters,
+        sender,
+        verifier,
+        hist,
     })
 }
 
@@ -103,11 +147,14 @@ pub fn run(
     window: Window,
     stop: &AtomicBool,
 ) -> io::Result<ConnResult> {
+    let (hello_bytes, ready_bytes) = (c.hello_bytes, c.ready_bytes);
     let mut r = match spec.pattern {
-        Pattern::Stream => run_stream(c.stream, spec, window, stop),
-        Pattern::Rr => run_rr(c.stream, spec, window, stop),
+        Pattern::Stream => run_stream(c, window, stop),
+        Pattern::Rr => run_rr(c, spec, window, stop),
     }?;
-    r.hello_bytes = c.hello_bytes;
+    r.hello_bytes = hello_bytes;
+    // The server's control bytes: its ready answer and its report.
+    r.report_bytes += ready_bytes;
     Ok(r)
 }
 
@@ -117,20 +164,14 @@ fn finish_connection(s: &mut TcpStream) -> io::Result<(Report, u64)> {
         .map_err(|e| io::Error::new(e.kind(), format!("reading the report: {e}")))
 }
 
-fn run_stream(
-    mut s: TcpStream,
-    spec: &ConnSpec,
-    w: Window,
-    stop: &AtomicBool,
-) -> io::Result<ConnResult> {
-    let mut counters = ThreadCounters::open(spec.hardware_counters)?;
-    let mut sender = new_sender(
-        spec.mode,
-        s.as_raw_fd(),
-        spec.conn,
-        spec.size,
-        spec.zerocopy,
-    )?;
+fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResult> {
+    let Connected {
+        stream: mut s,
+        mut counters,
+        sender,
+        ..
+    } = c;
+    let mut sender = sender.expect("stream connections have a sender");
     let (mut seq, mut measured_messages) = (0u64, 0u64);
     let (mut first, mut last) = (None, None);
     let mut interrupted = false;
@@ -176,17 +217,16 @@ fn run_stream(
     })
 }
 
-fn run_rr(
-    mut s: TcpStream,
-    spec: &ConnSpec,
-    w: Window,
-    stop: &AtomicBool,
-) -> io::Result<ConnResult> {
-    let mut counters = ThreadCounters::open(spec.hardware_counters)?;
-    let mut v = Verifier::new(spec.conn, spec.size);
-    // 1 ns .. 60 s at 3 significant digits.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+fn run_rr(c: Connected, spec: &ConnSpec, w: Window, stop: &AtomicBool) -> io::Result<ConnResult> {
+    let Connected {
+        stream: mut s,
+        mut counters,
+        verifier,
+        hist,
+        ..
+    } = c;
+    let mut v = verifier.expect("rr connections have a verifier");
+    let mut hist = hist.expect("rr connections have a histogram");
     let mut buf = vec![0u8; spec.size.min(1 << 20)];
     let (mut seq, mut measured_messages) = (0u64, 0u64);
     let (mut first, mut last) = (None, None);

@@ -48,6 +48,7 @@ pub fn pattern_byte(conn: u32, pos: usize) -> u8 {
 }
 
 /// One message: 8 heap-allocated fields.
+#[derive(Clone)]
 pub struct Message {
     pub fields: Vec<Vec<u8>>,
 }

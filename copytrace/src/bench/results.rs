@@ -134,8 +134,12 @@ pub struct Record {
     /// Total message size in bytes (8 fields of size/8).
     pub size: usize,
     pub threads: usize,
-    /// 0-based repeat index.
+    /// 0-based repeat index (the traced run comes after the repeats).
     pub repeat: usize,
+    /// This run had the eBPF tracer attached: its breakdown is in `trace`, and it is left out
+    /// of the summary statistics (tracing costs throughput).
+    #[serde(default)]
+    pub traced: bool,
     pub sender: Throughput,
     pub receiver: Throughput,
     /// Receiver Gbit/s ÷ sender Gbit/s: the two sides must agree.
@@ -213,11 +217,18 @@ pub struct CellSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied_fraction: Option<Estimate>,
     pub integrity_ok: bool,
+    /// Sender Gbit/s of the traced run, and 1 − traced ÷ mean untraced: what tracing cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traced_gbps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_overhead: Option<f64>,
 }
 
 impl CellSummary {
-    pub fn from_records(rs: &[&Record]) -> Option<CellSummary> {
-        let first = rs.first()?;
+    pub fn from_records(all: &[&Record]) -> Option<CellSummary> {
+        let rs: Vec<&Record> = all.iter().copied().filter(|r| !r.traced).collect();
+        let traced = all.iter().find(|r| r.traced);
+        let first = rs.first().or(traced)?;
         let est = |f: &dyn Fn(&Record) -> Option<f64>| {
             let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
             crate::bench::stats::estimate(&v)
@@ -236,7 +247,13 @@ impl CellSummary {
             cpu_s_per_gb: est(&|r| r.derived.cpu_s_per_gb),
             context_switches_per_gb: est(&|r| r.derived.context_switches_per_gb),
             copied_fraction: est(&|r| r.zerocopy.as_ref().and_then(|z| z.copied_fraction)),
-            integrity_ok: rs.iter().all(|r| r.integrity_ok()),
+            integrity_ok: all.iter().all(|r| r.integrity_ok()),
+            traced_gbps: traced.map(|t| t.sender.gbps),
+            trace_overhead: traced.and_then(|t| {
+                let n = rs.len() as f64;
+                let mean = rs.iter().map(|r| r.sender.gbps).sum::<f64>() / n;
+                (n > 0.0 && mean > 0.0).then(|| 1.0 - t.sender.gbps / mean)
+            }),
         })
     }
 }
@@ -452,9 +469,10 @@ pub fn render_summary(doc: &BenchDocument) -> String {
         "p99 µs",
         "CPU s/GB",
         "copied",
+        "trace cost",
         "integrity",
     ])
-    .left(&[1, 11]);
+    .left(&[1, 12]);
     for s in &doc.summary {
         let rxtx = match (&s.sender_gbps, &s.receiver_gbps) {
             (Some(tx), Some(rx)) if tx.mean > 0.0 => format!("{:.3}", rx.mean / tx.mean),
@@ -476,6 +494,8 @@ pub fn render_summary(doc: &BenchDocument) -> String {
             s.copied_fraction
                 .as_ref()
                 .map_or("-".into(), |e| format!("{:.0}%", e.mean * 100.0)),
+            s.trace_overhead
+                .map_or("-".into(), |o| format!("{:.0}%", o * 100.0)),
             if s.integrity_ok { "ok" } else { "CORRUPT" }.to_string(),
         ]);
     }

@@ -16,7 +16,7 @@ use crate::{
     bench::{
         Pattern,
         message::Verifier,
-        sender::new_sender,
+        sender::{Sender, new_sender},
         wire::{self, Hello, PROTOCOL_VERSION, REQUEST_LEN, Report},
         zerocopy::ZeroCopyOptions,
     },
@@ -110,12 +110,30 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
     if let Some(b) = hello.rcvbuf {
         set_int_opt(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32)?;
     }
-    if hello.read_delay_ms > 0 {
-        thread::sleep(Duration::from_millis(hello.read_delay_ms));
-    }
+    // Allocate everything first (a zero-copy pool can take a while to fill), then tell the
+    // client we are ready, so the measured window never includes our setup.
+    let counters = ThreadCounters::open(hello.hardware_counters)?;
     let report = match hello.pattern {
-        Pattern::Stream => receive_stream(&mut s, &hello)?,
-        Pattern::Rr => respond(&mut s, &hello)?,
+        Pattern::Stream => {
+            let v = Verifier::new(hello.conn, hello.size);
+            wire::write_frame(&mut s, &wire::READY)?;
+            if hello.read_delay_ms > 0 {
+                thread::sleep(Duration::from_millis(hello.read_delay_ms));
+            }
+            receive_stream(&mut s, v, counters)?
+        }
+        Pattern::Rr => {
+            s.set_nodelay(true)?;
+            let sender = new_sender(
+                hello.mode,
+                s.as_raw_fd(),
+                hello.conn,
+                hello.size,
+                ZeroCopyOptions::for_size(hello.size),
+            )?;
+            wire::write_frame(&mut s, &wire::READY)?;
+            respond(&mut s, &hello, sender, counters)?
+        }
     };
     wire::write_frame(&mut s, &report)?;
     s.flush()?;
@@ -151,9 +169,11 @@ fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Read and verify every byte until the client shuts down its side.
-fn receive_stream(s: &mut TcpStream, hello: &Hello) -> io::Result<Report> {
-    let mut counters = ThreadCounters::open(hello.hardware_counters)?;
-    let mut v = Verifier::new(hello.conn, hello.size);
+fn receive_stream(
+    s: &mut TcpStream,
+    mut v: Verifier,
+    mut counters: ThreadCounters,
+) -> io::Result<Report> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut corruption = None;
     let mut enabled = false;
@@ -219,16 +239,12 @@ fn read_request(s: &mut TcpStream) -> io::Result<Option<[u8; REQUEST_LEN]>> {
 }
 
 /// Answer each request with one message sent in the requested mode.
-fn respond(s: &mut TcpStream, hello: &Hello) -> io::Result<Report> {
-    s.set_nodelay(true)?;
-    let mut counters = ThreadCounters::open(hello.hardware_counters)?;
-    let mut sender = new_sender(
-        hello.mode,
-        s.as_raw_fd(),
-        hello.conn,
-        hello.size,
-        ZeroCopyOptions::for_size(hello.size),
-    )?;
+fn respond(
+    s: &mut TcpStream,
+    hello: &Hello,
+    mut sender: Box<dyn Sender>,
+    mut counters: ThreadCounters,
+) -> io::Result<Report> {
     let (mut messages, mut measured_responses, mut enabled) = (0u64, 0u64, false);
     while let Some(req) = read_request(s)? {
         let (seq, measured) = wire::decode_request(&req);

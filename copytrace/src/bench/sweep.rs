@@ -389,6 +389,16 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
             )
         }
     };
+    if corruption.is_none() && (sender.messages == 0 || receiver.messages == 0) {
+        return Err(io::Error::other(format!(
+            "{} {} {} ×{}: no message completed inside the measured window; use a longer \
+             --duration",
+            cell.mode.as_str(),
+            cell.pattern.as_str(),
+            cell.size,
+            cell.threads
+        )));
+    }
     let derived = Derived::compute(&counters, sender.bytes);
     Ok(Record {
         mode: cell.mode,
@@ -411,6 +421,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
             copied_fraction: stats.copied_fraction(),
             stats,
         }),
+        traced: false,
         integrity: match corruption {
             None => "ok".into(),
             Some(c) => format!("corrupt: {c}"),
@@ -419,11 +430,15 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
     })
 }
 
-/// Called around every cell of a sweep (the tracer hooks in here).
+/// Called around the runs of a sweep's traced pass (the tracer hooks in here).
 pub trait CellHook {
     /// The tracer's attach plan, if this hook traces.
     fn decisions(&self) -> Option<Vec<crate::trace::PathDecision>> {
         None
+    }
+    /// Run one extra, traced run per cell after the (untraced) repeats?
+    fn traced_pass(&self) -> bool {
+        false
     }
     fn before(&mut self, _cell: &Cell) -> io::Result<()> {
         Ok(())
@@ -437,7 +452,10 @@ pub struct NoHook;
 impl CellHook for NoHook {}
 
 /// A sweep's plan: every cell, `repeat` times (repeats outermost, so slow drift of the machine
-/// spreads over all cells instead of biasing some).
+/// spreads over all cells instead of biasing some), then — when a tracer is attached — one
+/// traced run per cell. Tracing costs throughput (every traced system call runs eBPF
+/// programs), so the repeats that make the statistics run untraced and the traced run only
+/// says where the bytes went (and, next to the repeats, what tracing cost).
 pub struct Plan {
     pub cells: Vec<Cell>,
     pub repeat: usize,
@@ -446,8 +464,16 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn runs(&self) -> usize {
-        self.cells.len() * self.repeat
+    pub fn runs(&self, traced_pass: bool) -> usize {
+        self.cells.len() * (self.repeat + usize::from(traced_pass))
+    }
+
+    /// The traced run is half as long: it is there for the breakdown, not the statistics.
+    pub fn traced_window(&self) -> (Duration, Duration) {
+        (
+            self.warmup / 2,
+            (self.duration / 2).max(Duration::from_millis(100)),
+        )
     }
 }
 
@@ -461,30 +487,46 @@ pub fn run_sweep(
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> io::Result<(Vec<Record>, bool)> {
     let mut records = Vec::new();
-    let n = plan.runs();
+    let traced = hook.traced_pass();
+    let n = plan.runs(traced);
     let mut k = 0;
-    for rep in 0..plan.repeat {
+    let passes = plan.repeat + usize::from(traced);
+    for rep in 0..passes {
+        let tracing = rep == plan.repeat;
+        let (warmup, duration) = if tracing {
+            plan.traced_window()
+        } else {
+            (plan.warmup, plan.duration)
+        };
         for cell in &plan.cells {
             if stop.load(Ordering::SeqCst) {
                 return Ok((records, false));
             }
+            let which = if tracing {
+                "traced".to_string()
+            } else {
+                format!("repeat {}/{}", rep + 1, plan.repeat)
+            };
             progress(
                 k,
                 n,
                 &format!(
-                    "{} {} {} ×{} (repeat {}/{})",
+                    "{} {} {} ×{} ({which})",
                     cell.mode.as_str(),
                     cell.pattern.as_str(),
                     crate::bench::size_label(cell.size),
                     cell.threads,
-                    rep + 1,
-                    plan.repeat
                 ),
             );
-            hook.before(cell)?;
-            match run_cell(env, *cell, rep, plan.warmup, plan.duration, stop)? {
+            if tracing {
+                hook.before(cell)?;
+            }
+            match run_cell(env, *cell, rep, warmup, duration, stop)? {
                 Some(mut r) => {
-                    hook.after(cell, &mut r)?;
+                    if tracing {
+                        r.traced = true;
+                        hook.after(cell, &mut r)?;
+                    }
                     records.push(r);
                 }
                 None => return Ok((records, false)),

@@ -1,5 +1,11 @@
-//! `bench --trace`: the eBPF tracer watches this process for the whole sweep and each run's
-//! record gets the tracer's view of that run, cross-checked against what the senders sent.
+//! `bench --trace`: after the untraced repeats, one traced run per cell, with the eBPF tracer
+//! watching this process; each traced run's record gets the tracer's view of that run,
+//! cross-checked against what the benchmark itself sent.
+//!
+//! The tracer is attached once, when the traced pass starts, and stays attached to the end:
+//! detaching waits for an RCU grace period per tracepoint under a global mutex (about a second
+//! for all of them in a VM), far too slow to do per run. Runs are sequential, so snapshots
+//! before and after each one isolate it.
 use std::io;
 
 use copytrace_common::{path, syscall};
@@ -15,7 +21,7 @@ use crate::{
 };
 
 pub struct TraceHook {
-    tracer: Tracer,
+    tracer: Option<Tracer>,
     before: Snapshot,
     /// With a remote server, the server's sends are not in this process.
     remote: bool,
@@ -26,34 +32,51 @@ fn io_err(e: crate::Error) -> io::Error {
 }
 
 impl TraceHook {
-    pub fn start(topology: &Topology) -> io::Result<TraceHook> {
-        let tracer = Tracer::start(&TraceOptions {
-            pids: vec![std::process::id()],
-            include_self: true,
-            ..Default::default()
-        })
-        .map_err(io_err)?;
+    /// Check that tracing can work at all (root) without attaching yet.
+    pub fn new(topology: &Topology) -> io::Result<TraceHook> {
+        crate::trace::loader::require_root().map_err(io_err)?;
         Ok(TraceHook {
-            tracer,
+            tracer: None,
             before: Snapshot::default(),
             remote: matches!(topology, Topology::Remote(_)),
         })
+    }
+
+    fn tracer(&mut self) -> io::Result<&mut Tracer> {
+        if self.tracer.is_none() {
+            self.tracer = Some(
+                Tracer::start(&TraceOptions {
+                    pids: vec![std::process::id()],
+                    include_self: true,
+                    ..Default::default()
+                })
+                .map_err(io_err)?,
+            );
+        }
+        Ok(self.tracer.as_mut().expect("just set"))
     }
 }
 
 impl CellHook for TraceHook {
     fn decisions(&self) -> Option<Vec<PathDecision>> {
-        Some(self.tracer.decisions().to_vec())
+        self.tracer.as_ref().map(|t| t.decisions().to_vec())
+    }
+
+    fn traced_pass(&self) -> bool {
+        true
     }
 
     fn before(&mut self, _cell: &Cell) -> io::Result<()> {
-        self.before = self.tracer.snapshot().map_err(io_err)?;
+        self.before = self.tracer()?.snapshot().map_err(io_err)?;
         Ok(())
     }
 
     fn after(&mut self, cell: &Cell, record: &mut Record) -> io::Result<()> {
-        let now = self.tracer.snapshot().map_err(io_err)?;
-        let d = now.since(&self.before);
+        let remote = self.remote;
+        let before = std::mem::take(&mut self.before);
+        let tracer = self.tracer()?;
+        let now = tracer.snapshot().map_err(io_err)?;
+        let d = now.since(&before);
         let traced = d
             .sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op))
             .bytes;
@@ -66,9 +89,9 @@ impl CellHook for TraceHook {
         };
         let client = client + record.control_bytes_client;
         let server = server + record.control_bytes_server;
-        let expected = if self.remote { client } else { client + server };
+        let expected = if remote { client } else { client + server };
         record.trace = Some(CellTrace {
-            breakdown: Breakdown::compute(&d, self.tracer.decisions()),
+            breakdown: Breakdown::compute(&d, tracer.decisions()),
             syscalls: d.syscalls(),
             cross_check: CrossCheck {
                 expected_send_bytes: expected,

@@ -13,6 +13,8 @@ use crate::{
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The server's answer to a hello once it is ready to measure.
+pub const READY: &str = "ready";
 const MAX_FRAME: u32 = 1 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -133,7 +133,11 @@ impl ZeroCopySender {
         };
         Ok(ZeroCopySender {
             fd,
-            pool: (0..n).map(|_| Message::new(conn, size)).collect(),
+            pool: {
+                // Every buffer starts with the same pattern: build it once, copy it.
+                let first = Message::new(conn, size);
+                (0..n).map(|_| first.clone()).collect()
+            },
             free: (0..n).rev().collect(),
             outstanding: vec![0; n],
             sending: None,

@@ -217,7 +217,7 @@ pub fn sweep_document(
     let started_at = now_rfc3339();
     let hw = counters::hardware_available();
     let features = if copytrace::trace::loader::require_root().is_ok() {
-        features::probe()?.features
+        features::probe_features()?.0
     } else {
         vec![
             counters::software_events_feature(),
@@ -231,13 +231,12 @@ pub fn sweep_document(
         parsed.faults,
     )?;
     let mut hook: Box<dyn CellHook> = if trace {
-        Box::new(TraceHook::start(&parsed.topology).context("attaching the tracer")?)
+        Box::new(TraceHook::new(&parsed.topology).context("preparing the tracer")?)
     } else {
         Box::new(sweep::NoHook)
     };
-    let trace_plan = hook.decisions();
     let plan = &parsed.plan;
-    let bar = indicatif::ProgressBar::new(plan.runs() as u64);
+    let bar = indicatif::ProgressBar::new(plan.runs(hook.traced_pass()) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
             .expect("valid template")
@@ -250,6 +249,7 @@ pub fn sweep_document(
     };
     let (records, complete) = sweep::run_sweep(&env, plan, stop, hook.as_mut(), &mut progress)?;
     bar.finish_and_clear();
+    let trace_plan = hook.decisions();
     drop(hook);
     drop(env);
 

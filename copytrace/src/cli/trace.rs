@@ -83,9 +83,12 @@ fn check_writable(p: &std::path::Path) -> anyhow::Result<()> {
 struct Comms(HashMap<u32, String>);
 
 impl Comms {
+    /// Re-read the names of live threads (a thread's name changes at exec, e.g. behind a
+    /// shell wrapper); keep the last known name of threads that are gone.
     fn refresh(&mut self, snap: &Snapshot) {
+        let mut seen = std::collections::HashSet::new();
         for k in snap.rows.keys() {
-            if k.tid != 0 && !self.0.contains_key(&k.tid) {
+            if k.tid != 0 && seen.insert(k.tid) {
                 let c = process::comm(k.tid);
                 if c != "?" {
                     self.0.insert(k.tid, c);
@@ -185,6 +188,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "copytrace: attached ({}); tracing {who}",
         plan_line(&tracer)
     );
+    // Lets the cleanup test prove that a panic leaves no program behind.
+    if std::env::var_os("COPYTRACE_TEST_PANIC_AFTER_ATTACH").is_some() {
+        panic!("panic requested by COPYTRACE_TEST_PANIC_AFTER_ATTACH");
+    }
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let started = Instant::now();
     if let Some(c) = child.as_mut() {

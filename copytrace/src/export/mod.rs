@@ -113,7 +113,6 @@ fn path_name(p: u16) -> &'static str {
         path::RECV_COPY => "recv_copy",
         path::OFF_CPU => "off_cpu",
         path::ZC_COMPLETION => "zc_completion",
-        path::TCP_CHUNK => "tcp_chunk",
         _ => "?",
     }
 }

@@ -87,6 +87,28 @@ impl Breakdown {
             decision(name).is_some_and(|d| matches!(d.tier, Tier::Fentry | Tier::Kprobe))
         };
         let sends = snap.sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op));
+        // Tracepoint-only kernels: what socket send calls (not sendfile, whose data comes from
+        // the page cache) handed over was copied — unless the call passed MSG_ZEROCOPY.
+        let derived = |zerocopy: bool| {
+            snap.sum(|k| {
+                k.path == path::SYSCALL
+                    && syscall::is_send(k.op)
+                    && k.op != syscall::SENDFILE
+                    && aux::family(k.aux) != 0
+                    && (k.aux & aux::ZEROCOPY_REQUESTED != 0) == zerocopy
+            })
+        };
+        let tier_is = |name: &str, t: Tier| decision(name).is_some_and(|d| d.tier == t);
+        let copies = if tier_is(names::COPY, Tier::Derived) {
+            derived(false)
+        } else {
+            snap.total(path::COPY_FROM_USER, None)
+        };
+        let zerocopy = if tier_is(names::ZEROCOPY, Tier::Derived) {
+            derived(true)
+        } else {
+            snap.total(path::ZEROCOPY, None)
+        };
         let recvs = snap.sum(|k| k.path == path::SYSCALL && !syscall::is_send(k.op));
         let pinned =
             snap.sum(|k| k.path == path::PIN_PAGES && k.aux & aux::REQUESTED == 0 && attributed(k));
@@ -111,12 +133,8 @@ impl Breakdown {
                 snap.total(path::TCP_SENDMSG, None),
                 visible(names::TCP),
             ),
-            stat(names::COPY, snap.total(path::COPY_FROM_USER, None), false),
-            stat(
-                names::ZEROCOPY,
-                snap.total(path::ZEROCOPY, None),
-                timed_tier(names::ZEROCOPY),
-            ),
+            stat(names::COPY, copies, false),
+            stat(names::ZEROCOPY, zerocopy, timed_tier(names::ZEROCOPY)),
             stat(names::PINNING, pinned, true),
             stat(names::DEFERRED, deferred, true),
             stat(

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, RingBuf},
+    maps::{HashMap, MapData, RingBuf},
 };
-use copytrace_common::{Config, SpanEvent, TpOffsets, control, filter, syscall};
+use copytrace_common::{Config, MAX_CONFIG_PIDS, SpanEvent, TpOffsets, filter, syscall};
 use log::debug;
 
 use crate::{
@@ -98,7 +98,6 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
     o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
     o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
-    o.tcp_msg_left = optional("tcp", "tcp_sendmsg_locked", "msg_left")?;
     // Deferred-copy byte counts read sk_buff.data_len; without BTF they are reported as 0
     // bytes (and the count of copies still stands).
     o.skb_data_len = match btf::Btf::from_sys_fs() {
@@ -185,7 +184,16 @@ impl Tracer {
                 std::process::id()
             },
             sample_every: opts.sample_every,
+            pids: {
+                let mut a = [0; MAX_CONFIG_PIDS];
+                if opts.pids.len() <= MAX_CONFIG_PIDS {
+                    a[..opts.pids.len()].copy_from_slice(&opts.pids);
+                }
+                a
+            },
+            pids_in_map: u32::from(opts.follow_children || opts.pids.len() > MAX_CONFIG_PIDS),
             offsets: read_offsets(&root)?,
+            ..Config::ZERO
         };
         let mut ebpf = load_object(&config)?;
         // aya-log needs the AYA_LOGS map; a failure here only costs us the log lines.
@@ -203,24 +211,10 @@ impl Tracer {
         };
         let mut decisions =
             planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Probes);
-        let derive = planner::needs_derive_copy(&decisions);
-        {
-            let mut ctl: Array<&mut MapData, u32> = map_mut(&mut ebpf, "CONTROL")?;
-            ctl.set(control::DERIVE_COPY, u32::from(derive), 0)
-                .map_err(|source| Error::Map {
-                    map: "CONTROL".into(),
-                    source,
-                })?;
-        }
-        // The base paths drive the derivations: attach them only now.
-        decisions.extend(planner::attach_paths(
-            &mut ebpf,
-            btf.as_ref(),
-            &root,
-            &syms,
-            popts,
-            Phase::Base,
-        ));
+        // The base paths (syscalls above all) start the counting: attach them last, so that
+        // every event they see already has the other paths in place.
+        let base = planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Base);
+        decisions.extend(base);
         planner::canonical_order(&mut decisions);
         if let Some(d) = decisions
             .iter()
@@ -259,8 +253,8 @@ impl Tracer {
         Ok(tracer)
     }
 
-    /// Start tracing process `tgid` (all its threads, including ones created later).
-    pub fn add_pid(&mut self, tgid: u32) -> Result<()> {
+    /// Put `tgid` in the `PIDS` map (consulted when the config list does not suffice).
+    fn add_pid(&mut self, tgid: u32) -> Result<()> {
         let mut pids: HashMap<&mut MapData, u32, u32> = map_mut(&mut self.ebpf, "PIDS")?;
         pids.insert(tgid, 1, 0).map_err(|source| Error::Map {
             map: "PIDS".into(),

@@ -80,8 +80,6 @@ struct PathSpec {
     name: &'static str,
     candidates: &'static [Candidate],
     fallback: Fallback,
-    /// Config flag the fallback needs in the kernel programs.
-    derive_copy: bool,
 }
 
 const SEND_SYSCALLS: &[&str] = &[
@@ -136,7 +134,6 @@ static PATHS: &[PathSpec] = &[
             hooks: &[("", HookKind::Tracepoint("syscalls"))],
         }],
         fallback: Fallback::Unavailable("the syscalls:* tracepoints are missing"),
-        derive_copy: false,
     },
     PathSpec {
         name: names::SOCKET,
@@ -149,7 +146,6 @@ static PATHS: &[PathSpec] = &[
             "sock:sock_send_length/sock_recv_length are missing (kernel < 6.3): write/read on \
              sockets cannot be told from file I/O",
         ),
-        derive_copy: false,
     },
     PathSpec {
         name: names::TCP,
@@ -177,7 +173,6 @@ static PATHS: &[PathSpec] = &[
             },
         ],
         fallback: Fallback::Unavailable("no tcp_sendmsg probe and no tcp:tcp_sendmsg_locked"),
-        derive_copy: false,
     },
     PathSpec {
         name: names::COPY,
@@ -197,7 +192,6 @@ static PATHS: &[PathSpec] = &[
             "bytes the socket accepted from send calls without MSG_ZEROCOPY (the copy helpers \
              cannot be probed here)",
         ),
-        derive_copy: true,
     },
     PathSpec {
         name: names::ZEROCOPY,
@@ -223,7 +217,6 @@ static PATHS: &[PathSpec] = &[
             "bytes of send calls that passed MSG_ZEROCOPY: zero-copy *requested*; whether the \
              kernel attached the pages is not visible here",
         ),
-        derive_copy: true,
     },
     PathSpec {
         name: names::PINNING,
@@ -245,7 +238,6 @@ static PATHS: &[PathSpec] = &[
         fallback: Fallback::Unavailable(
             "page pinning has no tracepoint; it needs fentry or kprobes on get_user_pages_fast",
         ),
-        derive_copy: false,
     },
     PathSpec {
         name: names::DEFERRED,
@@ -271,26 +263,25 @@ static PATHS: &[PathSpec] = &[
             "skb_copy_ubufs has no tracepoint; `copytrace bench` reports the kernel's own \
              answer instead (the SO_EE_CODE_ZEROCOPY_COPIED fraction of completions)",
         ),
-        derive_copy: false,
     },
     PathSpec {
         name: names::COMPLETIONS,
         candidates: &[
             Candidate {
                 tier: Tier::Fentry,
-                targets: &["msg_zerocopy_callback"],
+                // Renamed msg_zerocopy_complete in 6.10; same arguments.
+                targets: &["msg_zerocopy_callback", "msg_zerocopy_complete"],
                 hooks: &[("fe_zc_done", HookKind::FEntry)],
             },
             Candidate {
                 tier: Tier::Kprobe,
-                targets: &["msg_zerocopy_callback"],
+                targets: &["msg_zerocopy_callback", "msg_zerocopy_complete"],
                 hooks: &[("kp_zc_done", HookKind::KProbe)],
             },
         ],
         fallback: Fallback::Unavailable(
             "msg_zerocopy_callback has no tracepoint; the benchmark counts completions itself",
         ),
-        derive_copy: false,
     },
     PathSpec {
         name: names::RECV_COPY,
@@ -318,7 +309,6 @@ static PATHS: &[PathSpec] = &[
             },
         ],
         fallback: Fallback::Unavailable("no probe on skb_copy_datagram_iter and no tracepoint"),
-        derive_copy: false,
     },
     PathSpec {
         name: names::SCHED,
@@ -328,7 +318,6 @@ static PATHS: &[PathSpec] = &[
             hooks: &[("sched_switch", HookKind::Tracepoint("sched"))],
         }],
         fallback: Fallback::Unavailable("sched:sched_switch is missing"),
-        derive_copy: false,
     },
     PathSpec {
         name: names::PROCESSES,
@@ -341,7 +330,6 @@ static PATHS: &[PathSpec] = &[
             "sched:sched_process_fork/exit are missing: children of a traced command are not \
              followed",
         ),
-        derive_copy: false,
     },
 ];
 
@@ -450,41 +438,71 @@ fn program_error(e: &ProgramError) -> String {
     chain(e)
 }
 
+/// One loaded and attached program (the links live in the programs until they are dropped).
+pub struct Hooked {
+    program: String,
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())
+}
+
+/// Load `program_name` for `target` and attach it.
 fn attach_hook(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
-    program: &str,
+    program_name: &str,
     kind: HookKind,
     target: &str,
-) -> Result<(), String> {
-    let prog = ebpf
-        .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the object"))?;
+) -> Result<Hooked, String> {
+    let e = |e: ProgramError| program_error(&e);
     match kind {
         HookKind::FEntry | HookKind::FExit => {
             let btf = btf.ok_or("no kernel BTF")?;
             if matches!(kind, HookKind::FEntry) {
-                let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(target, btf).map_err(|e| program_error(&e))?;
-                p.attach().map_err(|e| program_error(&e))?;
+                program::<FEntry>(ebpf, program_name)?
+                    .load(target, btf)
+                    .map_err(e)?;
             } else {
-                let p: &mut FExit = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(target, btf).map_err(|e| program_error(&e))?;
-                p.attach().map_err(|e| program_error(&e))?;
+                program::<FExit>(ebpf, program_name)?
+                    .load(target, btf)
+                    .map_err(e)?;
             }
         }
         HookKind::KProbe | HookKind::KRetProbe => {
-            let p: &mut KProbe = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-            p.load().map_err(|e| program_error(&e))?;
-            p.attach(target, 0).map_err(|e| program_error(&e))?;
+            program::<KProbe>(ebpf, program_name)?.load().map_err(e)?
+        }
+        HookKind::Tracepoint(_) => program::<TracePoint>(ebpf, program_name)?
+            .load()
+            .map_err(e)?,
+    }
+    match kind {
+        HookKind::FEntry => {
+            program::<FEntry>(ebpf, program_name)?.attach().map_err(e)?;
+        }
+        HookKind::FExit => {
+            program::<FExit>(ebpf, program_name)?.attach().map_err(e)?;
+        }
+        HookKind::KProbe | HookKind::KRetProbe => {
+            program::<KProbe>(ebpf, program_name)?
+                .attach(target, 0)
+                .map_err(e)?;
         }
         HookKind::Tracepoint(category) => {
-            let p: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-            p.load().map_err(|e| program_error(&e))?;
-            p.attach(category, target).map_err(|e| program_error(&e))?;
+            program::<TracePoint>(ebpf, program_name)?
+                .attach(category, target)
+                .map_err(e)?;
         }
     }
-    Ok(())
+    Ok(Hooked {
+        program: program_name.to_string(),
+    })
 }
 
 /// Detach and unload programs of a candidate that only partly attached.
@@ -508,32 +526,28 @@ fn try_candidate(
     btf: Option<&Btf>,
     c: &Candidate,
     target: &str,
-) -> Result<(), String> {
-    let mut done: Vec<&str> = Vec::new();
+) -> Result<Vec<Hooked>, String> {
+    let mut done: Vec<Hooked> = Vec::new();
     for &(program, kind) in c.hooks {
         // Tracepoint candidates with an empty program name attach the program named like
         // each tracepoint.
         let program = if program.is_empty() { target } else { program };
-        if let Err(e) = attach_hook(ebpf, btf, program, kind, target) {
-            roll_back(ebpf, &done);
-            // The failing program may be loaded but not attached: unload it too.
-            roll_back(ebpf, &[program]);
-            return Err(e);
+        match attach_hook(ebpf, btf, program, kind, target) {
+            Ok(h) => done.push(h),
+            Err(e) => {
+                let names: Vec<&str> = done.iter().map(|h| h.program.as_str()).collect();
+                roll_back(ebpf, &names);
+                // The failing program may be loaded but not attached: unload it too.
+                roll_back(ebpf, &[program]);
+                return Err(e);
+            }
         }
-        done.push(program);
     }
-    Ok(())
+    Ok(done)
 }
 
-/// Which config flags the plan needs (decided before load, since they are globals).
-pub fn needs_derive_copy(decisions: &[PathDecision]) -> bool {
-    decisions
-        .iter()
-        .any(|d| d.tier == Tier::Derived && PATHS.iter().any(|p| p.name == d.path && p.derive_copy))
-}
-
-/// Paths whose events drive the derivations (syscall exits, socket returns, process tracking):
-/// attached last, once the switches the other paths need are set.
+/// Paths whose events start the counting (syscall exits, socket returns, process tracking):
+/// attached last, once every other path is in place.
 const BASE_PATHS: [&str; 3] = [names::SYSCALLS, names::SOCKET, names::PROCESSES];
 
 /// Which paths [`attach_paths`] handles.
@@ -591,43 +605,40 @@ pub fn attach_paths(
                     continue;
                 }
                 let mut ok = true;
-                let mut attached: Vec<&str> = Vec::new();
+                let mut attached: Vec<Hooked> = Vec::new();
                 for t in c.targets {
                     let one = Candidate {
                         tier: c.tier,
                         targets: &[],
                         hooks: c.hooks,
                     };
-                    if let Err(e) = try_candidate(ebpf, btf, &one, t) {
-                        attempts.push(Attempt {
-                            tier: c.tier,
-                            target: format!("{category}:{t}"),
-                            error: e,
-                        });
-                        ok = false;
-                        break;
+                    match try_candidate(ebpf, btf, &one, t) {
+                        Ok(h) => attached.extend(h),
+                        Err(e) => {
+                            attempts.push(Attempt {
+                                tier: c.tier,
+                                target: format!("{category}:{t}"),
+                                error: e,
+                            });
+                            ok = false;
+                            break;
+                        }
                     }
-                    attached.push(t);
                 }
                 if ok {
-                    chosen = Some((
-                        c.tier,
+                    let via = if c.targets.len() > 4 {
+                        format!("{} {category}:* tracepoints", c.targets.len())
+                    } else {
                         c.targets
                             .iter()
                             .map(|t| format!("{category}:{t}"))
                             .collect::<Vec<_>>()
-                            .join(", "),
-                    ));
+                            .join(", ")
+                    };
+                    chosen = Some((c.tier, via));
                     break;
                 }
-                let progs: Vec<&str> = attached
-                    .iter()
-                    .flat_map(|t| {
-                        c.hooks
-                            .iter()
-                            .map(move |(p, _)| if p.is_empty() { *t } else { *p })
-                    })
-                    .collect();
+                let progs: Vec<&str> = attached.iter().map(|h| h.program.as_str()).collect();
                 roll_back(ebpf, &progs);
                 continue;
             }
@@ -648,7 +659,7 @@ pub fn attach_paths(
                 continue;
             };
             match try_candidate(ebpf, btf, c, target) {
-                Ok(()) => {
+                Ok(_) => {
                     chosen = Some((c.tier, target.to_string()));
                     break;
                 }
