@@ -272,8 +272,12 @@ pub struct TpOffsets {
     pub switch_next_pid: u32,
     /// Byte offset of `struct sk_buff.data_len`, from the running kernel's BTF (0 = unknown).
     pub skb_data_len: u32,
-    /// Keeps the struct a multiple of 8 bytes (no implicit padding inside `Config`).
-    pub _pad: u32,
+    /// `struct socket.sk`, `struct sock.__sk_common.skc_family` and `struct sock.sk_protocol`
+    /// (from BTF), for the probe tiers of the socket layer (kernels without the sock:*
+    /// length tracepoints). 0 = unknown.
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_protocol: u32,
 }
 
 impl TpOffsets {
@@ -289,7 +293,9 @@ impl TpOffsets {
         skb_copy_len: 0,
         switch_next_pid: 0,
         skb_data_len: 0,
-        _pad: 0,
+        socket_sk: 0,
+        sock_family: 0,
+        sock_protocol: 0,
     };
 }
 
@@ -388,7 +394,7 @@ mod tests {
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 12);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 14);
         assert_eq!(
             size_of::<Config>(),
             4 + 4 + 8 + 4 * 2 + 4 * MAX_CONFIG_PIDS + 4 + 4 + size_of::<TpOffsets>()

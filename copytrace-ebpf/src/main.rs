@@ -33,6 +33,11 @@ use copytrace_common::{
     StatKey, Stats, TpOffsets, aux, counter, filter, hist_bucket, path, syscall,
 };
 
+/// [`InFlight::sock_seen`]: a socket-layer event (tracepoint) was recorded during the call.
+const SOCK_SEEN_EVENT: u16 = 1;
+/// [`InFlight::sock_seen`]: the socket LSM hook fired; record the socket row at exit.
+const SOCK_SEEN_HOOK: u16 = 2;
+
 /// Written by user space (`EbpfLoader::override_global`) before load.
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::ZERO;
@@ -251,6 +256,21 @@ fn on_exit(ctx: &TracePointContext, op: u16) {
         ret < 0,
         Some(ns),
     );
+    if f.sock_seen == SOCK_SEEN_HOOK {
+        // Probe tier of the socket layer: the row the sock:* tracepoints would have written.
+        let p = if syscall::is_send(op) {
+            path::SOCK_SEND
+        } else {
+            path::SOCK_RECV
+        };
+        record(
+            &key(pid_tgid, p, f.proto, family_bits),
+            1,
+            bytes,
+            ret < 0,
+            None,
+        );
+    }
     // Copies measured by a probe during this call (the tracepoint-only tier derives copy
     // bytes in user space from the syscall rows instead: no work here).
     if f.copy_calls > 0 && f.sock_seen != 0 {
@@ -348,31 +368,31 @@ syscall_programs!(sys_enter_read, sys_exit_read, syscall::READ, None);
 // sock_recvmsg() return, with the return value: the byte truth of the socket layer.
 // ---------------------------------------------------------------------------------------------
 
+/// A socket-layer return (`sock_sendmsg()`/`sock_recvmsg()`): count it, and mark the
+/// in-flight system call as a socket call. `sock_fields` reads (family, protocol) only once
+/// the task is known to be traced.
 #[inline(always)]
-fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
+fn sock_event<C: EbpfContext>(
+    ctx: &C,
+    path: u16,
+    ret: i64,
+    sock_fields: impl FnOnce() -> (u16, u16),
+) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Inside a traced system call the in-flight entry proves the task is traced: one lookup
     // instead of two on the hot path.
     let inflight = INFLIGHT.get_ptr_mut(pid_tgid);
     if inflight.is_none() && !traced(pid_tgid) {
-        return Ok(());
+        return;
     }
-    let off = offsets();
-    // SAFETY: offsets from the format file.
-    let (family, proto, ret) = unsafe {
-        (
-            ctx.read_at::<u16>(off.sock_len_family as usize)?,
-            ctx.read_at::<u16>(off.sock_len_protocol as usize)?,
-            ctx.read_at::<i32>(off.sock_len_ret as usize)?,
-        )
-    };
+    let (family, proto) = sock_fields();
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let bits = (family as u32) << aux::FAMILY_SHIFT;
     record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, None);
     if let Some(f) = inflight {
         // SAFETY: valid map value owned by the current task.
         let tcp_start = unsafe {
-            (*f).sock_seen = 1;
+            (*f).sock_seen = SOCK_SEEN_EVENT;
             (*f).family = family;
             (*f).proto = proto;
             let t = (*f).tcp_start_ns;
@@ -391,8 +411,101 @@ fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
             );
         }
     }
-    announce(ctx, pid_tgid, ret);
+    announce(ctx, pid_tgid, ret as i32);
+}
+
+/// Tracepoint tier (`sock:sock_send_length` / `sock:sock_recv_length`, kernel 6.3+).
+#[inline(always)]
+fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
+    let off = offsets();
+    // SAFETY: offset from the format file.
+    let ret = unsafe { ctx.read_at::<i32>(off.sock_len_ret as usize)? };
+    sock_event(ctx, path, ret as i64, || {
+        // SAFETY: offsets from the format file.
+        unsafe {
+            (
+                ctx.read_at::<u16>(off.sock_len_family as usize)
+                    .unwrap_or(0),
+                ctx.read_at::<u16>(off.sock_len_protocol as usize)
+                    .unwrap_or(0),
+            )
+        }
+    });
     Ok(())
+}
+
+/// (family, protocol) of a `struct socket *`, through BTF offsets (0 when unknown).
+#[inline(always)]
+fn socket_fields(sock: *const u8) -> (u16, u16) {
+    let off = offsets();
+    if off.socket_sk == 0 || sock.is_null() {
+        return (0, 0);
+    }
+    // SAFETY: kernel pointers read through the helper.
+    unsafe {
+        let Ok(sk) = bpf_probe_read_kernel(sock.add(off.socket_sk as usize) as *const *const u8)
+        else {
+            return (0, 0);
+        };
+        if sk.is_null() {
+            return (0, 0);
+        }
+        let family =
+            bpf_probe_read_kernel(sk.add(off.sock_family as usize) as *const u16).unwrap_or(0);
+        let proto =
+            bpf_probe_read_kernel(sk.add(off.sock_protocol as usize) as *const u16).unwrap_or(0);
+        (family, proto)
+    }
+}
+
+// Probe tiers of the socket layer, for kernels without the sock:* length tracepoints (< 6.3).
+// sock_sendmsg()/sock_recvmsg() themselves are small and inlined into the system calls in
+// distribution kernels (a probe on their out-of-line copy sees nothing), but every socket send
+// and receive passes the LSM hook security_socket_{send,recv}msg(sock, msg, size), which lives
+// in another file and is never inlined. The hook only marks the in-flight system call as a
+// socket call; its socket-layer row is recorded at the system call's exit, with the return
+// value as the byte count.
+
+#[inline(always)]
+fn sock_hook(sock: *const u8) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) {
+        let (family, proto) = socket_fields(sock);
+        // SAFETY: valid map value owned by the current task.
+        unsafe {
+            (*f).sock_seen = SOCK_SEEN_HOOK;
+            (*f).family = family;
+            (*f).proto = proto;
+        }
+    }
+}
+
+#[fentry(function = "security_socket_sendmsg")]
+pub fn fe_sock_send(ctx: FEntryContext) -> i32 {
+    sock_hook(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "security_socket_recvmsg")]
+pub fn fe_sock_recv(ctx: FEntryContext) -> i32 {
+    sock_hook(ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kp_sock_send(ctx: ProbeContext) -> u32 {
+    if let Some(sock) = ctx.arg::<*const u8>(0) {
+        sock_hook(sock);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_sock_recv(ctx: ProbeContext) -> u32 {
+    if let Some(sock) = ctx.arg::<*const u8>(0) {
+        sock_hook(sock);
+    }
+    0
 }
 
 /// One aya-log line on the first traced socket event, so a user can see the programs fire.

@@ -11,6 +11,7 @@ mod overhead;
 mod peers;
 mod setup;
 mod tasks;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -47,6 +48,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u32,
     },
+    /// Boot a stock Debian kernel (kprobes, fentry) under QEMU TCG and run the guest-tier tests.
+    VmTest {
+        /// Which kernel to boot.
+        #[arg(long, default_value = "debian-6.1")]
+        kernel: String,
+        /// Kill a hung guest after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
     /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.
     Test {
         /// Extra arguments for `cargo test` test binaries (e.g. a test name filter).
@@ -66,6 +76,15 @@ fn main() -> ExitCode {
         Command::Test { args } => setup::run().and_then(|env| tasks::test(&env, &args)),
         Command::BenchPeers { rounds, seconds } => setup::run()
             .and_then(|env| peers::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
+        Command::VmTest { kernel, timeout } => setup::run().and_then(|env| {
+            vm::run(
+                &env,
+                &vm::VmArgs {
+                    kernel,
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+            )
+        }),
         Command::TraceOverhead { rounds, seconds } => setup::run()
             .and_then(|env| overhead::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
     };

@@ -137,19 +137,33 @@ impl Btf {
 
     /// Byte offset of `member` in `struct name`, searching anonymous nested structs/unions.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        let t = self.types.iter().find(|t| {
-            t.kind == kind::STRUCT && self.name(t.name_off) == name && !t.members.is_empty()
-        })?;
-        self.find_member(t, member, 0).map(|bits| bits / 8)
+        self.member_path_offset(name, &[member])
     }
 
-    fn find_member(&self, t: &Type, member: &str, base_bits: u32) -> Option<u32> {
-        for m in &t.members {
-            if self.name(m.name_off) == member {
-                return Some(base_bits + m.bit_offset);
+    /// Byte offset of a member reached through named members, e.g.
+    /// `("sock", ["__sk_common", "skc_family"])`.
+    pub fn member_path_offset(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let mut t = self.types.iter().find(|t| {
+            t.kind == kind::STRUCT && self.name(t.name_off) == name && !t.members.is_empty()
+        })?;
+        let mut bits = 0;
+        for (i, member) in path.iter().enumerate() {
+            let (b, type_id) = self.find_member(t, member, 0)?;
+            bits += b;
+            if i + 1 < path.len() {
+                t = self.resolve(type_id)?;
             }
         }
-        // Anonymous struct/union members: look inside.
+        Some(bits / 8)
+    }
+
+    /// (bit offset, type id) of `member`, looking inside anonymous structs/unions too.
+    fn find_member(&self, t: &Type, member: &str, base_bits: u32) -> Option<(u32, u32)> {
+        for m in &t.members {
+            if self.name(m.name_off) == member {
+                return Some((base_bits + m.bit_offset, m.type_id));
+            }
+        }
         for m in t
             .members
             .iter()
@@ -157,9 +171,9 @@ impl Btf {
         {
             let inner = self.resolve(m.type_id)?;
             if matches!(inner.kind, kind::STRUCT | kind::UNION)
-                && let Some(b) = self.find_member(inner, member, base_bits + m.bit_offset)
+                && let Some(found) = self.find_member(inner, member, base_bits + m.bit_offset)
             {
-                return Some(b);
+                return Some(found);
             }
         }
         None
@@ -225,6 +239,12 @@ mod tests {
         assert_eq!(btf.member_offset("s", "d"), Some(8));
         assert_eq!(btf.member_offset("s", "e"), None);
         assert_eq!(btf.member_offset("t", "a"), None);
+        assert_eq!(btf.member_path_offset("s", &["d"]), Some(8));
+        assert_eq!(
+            btf.member_path_offset("s", &["a", "b"]),
+            None,
+            "int has no members"
+        );
         assert!(Btf::parse(b"garbage garbage garbage garbage").is_err());
     }
 
@@ -235,5 +255,15 @@ mod tests {
         let len = btf.member_offset("sk_buff", "len").unwrap();
         let data_len = btf.member_offset("sk_buff", "data_len").unwrap();
         assert_eq!(data_len, len + 4);
+        // Through a named nested struct: sock.__sk_common.skc_family (sock_common comes first).
+        let family = btf
+            .member_path_offset("sock", &["__sk_common", "skc_family"])
+            .unwrap();
+        assert_eq!(
+            family,
+            btf.member_offset("sock_common", "skc_family").unwrap()
+        );
+        assert!(btf.member_offset("sock", "sk_protocol").is_some());
+        assert!(btf.member_offset("socket", "sk").is_some());
     }
 }

@@ -100,13 +100,20 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
     // Deferred-copy byte counts read sk_buff.data_len; without BTF they are reported as 0
     // bytes (and the count of copies still stands).
-    o.skb_data_len = match btf::Btf::from_sys_fs() {
-        Ok(b) => b.member_offset("sk_buff", "data_len").unwrap_or(0),
-        Err(e) => {
-            log::warn!("no kernel BTF ({e}): deferred-copy byte counts unavailable");
-            0
+    match btf::Btf::from_sys_fs() {
+        Ok(b) => {
+            o.skb_data_len = b.member_offset("sk_buff", "data_len").unwrap_or(0);
+            o.socket_sk = b.member_offset("socket", "sk").unwrap_or(0);
+            o.sock_family = b
+                .member_path_offset("sock", &["__sk_common", "skc_family"])
+                .unwrap_or(0);
+            o.sock_protocol = b.member_offset("sock", "sk_protocol").unwrap_or(0);
         }
-    };
+        Err(e) => log::warn!(
+            "no kernel BTF ({e}): deferred-copy bytes and socket families unavailable on \
+             probe tiers"
+        ),
+    }
     Ok(o)
 }
 

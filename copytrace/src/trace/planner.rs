@@ -104,7 +104,8 @@ const SEND_SYSCALLS: &[&str] = &[
 /// Path names, as reported.
 pub mod names {
     pub const SYSCALLS: &str = "syscalls";
-    pub const SOCKET: &str = "socket layer";
+    pub const SOCKET_SEND: &str = "socket send";
+    pub const SOCKET_RECV: &str = "socket receive";
     pub const TCP: &str = "tcp_sendmsg";
     pub const COPY: &str = "user→kernel copy";
     pub const ZEROCOPY: &str = "zero-copy attach";
@@ -136,15 +137,52 @@ static PATHS: &[PathSpec] = &[
         fallback: Fallback::Unavailable("the syscalls:* tracepoints are missing"),
     },
     PathSpec {
-        name: names::SOCKET,
-        candidates: &[Candidate {
-            tier: Tier::Tracepoint,
-            targets: &["sock_send_length", "sock_recv_length"],
-            hooks: &[("", HookKind::Tracepoint("sock"))],
-        }],
+        name: names::SOCKET_SEND,
+        candidates: &[
+            // sock_sendmsg() is inlined into the system calls; its LSM hook is not.
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["security_socket_sendmsg"],
+                hooks: &[("fe_sock_send", HookKind::FEntry)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["security_socket_sendmsg"],
+                hooks: &[("kp_sock_send", HookKind::KProbe)],
+            },
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["sock_send_length"],
+                hooks: &[("sock_send_length", HookKind::Tracepoint("sock"))],
+            },
+        ],
         fallback: Fallback::Unavailable(
-            "sock:sock_send_length/sock_recv_length are missing (kernel < 6.3): write/read on \
+            "no probe on security_socket_sendmsg and no sock:sock_send_length: write()/writev() on \
              sockets cannot be told from file I/O",
+        ),
+    },
+    PathSpec {
+        name: names::SOCKET_RECV,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["security_socket_recvmsg"],
+                hooks: &[("fe_sock_recv", HookKind::FEntry)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["security_socket_recvmsg"],
+                hooks: &[("kp_sock_recv", HookKind::KProbe)],
+            },
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["sock_recv_length"],
+                hooks: &[("sock_recv_length", HookKind::Tracepoint("sock"))],
+            },
+        ],
+        fallback: Fallback::Unavailable(
+            "no probe on security_socket_recvmsg and no sock:sock_recv_length: read() on sockets cannot \
+             be told from file I/O",
         ),
     },
     PathSpec {
@@ -548,7 +586,12 @@ fn try_candidate(
 
 /// Paths whose events start the counting (syscall exits, socket returns, process tracking):
 /// attached last, once every other path is in place.
-const BASE_PATHS: [&str; 3] = [names::SYSCALLS, names::SOCKET, names::PROCESSES];
+const BASE_PATHS: [&str; 4] = [
+    names::SYSCALLS,
+    names::SOCKET_SEND,
+    names::SOCKET_RECV,
+    names::PROCESSES,
+];
 
 /// Which paths [`attach_paths`] handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,10 +617,14 @@ pub fn attach_paths(
     phase: Phase,
 ) -> Vec<PathDecision> {
     let mut out = Vec::new();
-    for spec in PATHS
+    // The syscall path goes last of all: once it counts, everything it relies on (socket
+    // marks, the other paths) is attached.
+    let mut specs: Vec<&PathSpec> = PATHS
         .iter()
         .filter(|s| BASE_PATHS.contains(&s.name) == (phase == Phase::Base))
-    {
+        .collect();
+    specs.sort_by_key(|s| s.name == names::SYSCALLS);
+    for spec in specs {
         let mut attempts = Vec::new();
         let mut chosen = None;
         for c in spec.candidates {

@@ -1,0 +1,276 @@
+//! Guest-kernel tests: the fentry and kprobe tiers, on a kernel that has them.
+//!
+//! `cargo xtask vm-test` boots a stock Debian kernel under QEMU and runs these there; on a
+//! kernel without kprobes they fail at their first check (so `cargo xtask test` skips
+//! `guest_*`). Every number is checked against what the test itself sent.
+use std::{
+    io::Read,
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use copytrace::trace::{Breakdown, PathDecision, Snapshot, Tier, TraceOptions, Tracer};
+use copytrace_common::{aux, path, syscall};
+
+const PAGE: usize = 4096;
+const SENDS: usize = 16;
+const SEND_LEN: usize = 64 * 1024;
+/// Paths that need a probe (no tracepoint shows them).
+const PROBED: [&str; 5] = [
+    "tcp_sendmsg",
+    "user→kernel copy",
+    "zero-copy attach",
+    "page pinning",
+    "deferred copy",
+];
+
+fn require_probe_kernel() {
+    assert!(
+        std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
+        "this kernel has no kprobes: run these tests with `cargo xtask vm-test`"
+    );
+}
+
+fn tier(decisions: &[PathDecision], path: &str) -> Tier {
+    decisions
+        .iter()
+        .find(|d| d.path == path)
+        .unwrap_or_else(|| panic!("no decision for {path}"))
+        .tier
+}
+
+fn start(best: Tier) -> Tracer {
+    Tracer::start(&TraceOptions {
+        pids: vec![std::process::id()],
+        include_self: true,
+        best_tier: best,
+        ..Default::default()
+    })
+    .expect("tracer starts")
+}
+
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_planner_picks_probe_tiers() {
+    require_probe_kernel();
+    for (best, allowed) in [
+        (Tier::Fentry, &[Tier::Fentry, Tier::Kprobe][..]),
+        (Tier::Kprobe, &[Tier::Kprobe][..]),
+    ] {
+        let t = start(best);
+        for p in PROBED {
+            let got = tier(t.decisions(), p);
+            assert!(allowed.contains(&got), "best {best:?}: {p} got {got:?}");
+        }
+        // Fentry is the best tier: with nothing refusing it, it must win where allowed.
+        if best == Tier::Fentry {
+            assert_eq!(tier(t.decisions(), "tcp_sendmsg"), Tier::Fentry);
+        }
+        assert_eq!(tier(t.decisions(), "syscalls"), Tier::Tracepoint);
+        println!(
+            "best {best:?}: {:?}",
+            t.decisions()
+                .iter()
+                .map(|d| format!("{}={}", d.path, d.tier.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A page-aligned buffer, so the pinned-page arithmetic is exact.
+struct Aligned {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let layout = std::alloc::Layout::from_size_align(len, PAGE).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        Aligned { ptr, layout }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+/// Read zero-copy completions until `n` ids are done.
+fn wait_completions(fd: i32, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = 0;
+    while done < n {
+        assert!(Instant::now() < deadline, "only {done}/{n} completions");
+        let mut pfd = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        loop {
+            let mut control = [0u64; 16];
+            // SAFETY: zeroed msghdr is valid.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: valid fd and msghdr.
+            let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+            if r < 0 {
+                break;
+            }
+            // SAFETY: walking the control buffer the kernel filled.
+            let cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+            if !cm.is_null() {
+                // SAFETY: IP_RECVERR carries a sock_extended_err.
+                let ee: libc::sock_extended_err =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast()) };
+                done += ee.ee_data - ee.ee_info + 1;
+            }
+        }
+    }
+}
+
+/// Send SENDS × SEND_LEN bytes from a page-aligned buffer, with or without MSG_ZEROCOPY.
+fn send_phase(zerocopy: bool) -> u64 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n as u64;
+        }
+    });
+    let s = TcpStream::connect(addr).unwrap();
+    let fd = s.as_raw_fd();
+    let buf = Aligned::new(SEND_LEN * SENDS);
+    if zerocopy {
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and option.
+        let rc =
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, 60, (&one as *const i32).cast(), 4) };
+        assert_eq!(rc, 0, "SO_ZEROCOPY");
+    }
+    let flags = if zerocopy { libc::MSG_ZEROCOPY } else { 0 };
+    for i in 0..SENDS {
+        // SAFETY: the buffer outlives the sends and their completions.
+        let n = unsafe { libc::send(fd, buf.ptr.add(i * SEND_LEN).cast(), SEND_LEN, flags) };
+        assert_eq!(
+            n,
+            SEND_LEN as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if zerocopy {
+        wait_completions(fd, SENDS as u32);
+    }
+    drop(s);
+    let got = rx.join().unwrap();
+    assert_eq!(got, (SENDS * SEND_LEN) as u64, "receiver ground truth");
+    got
+}
+
+fn phase_numbers(best: Tier) {
+    let tracer = start(best);
+    let decisions = tracer.decisions().to_vec();
+    let total = (SENDS * SEND_LEN) as u64;
+    let pages = total / PAGE as u64;
+
+    // --- copying sends ------------------------------------------------------------------
+    let s0 = tracer.snapshot().unwrap();
+    send_phase(false);
+    let s1 = tracer.snapshot().unwrap();
+    let d: Snapshot = s1.since(&s0);
+    let b = Breakdown::compute(&d, &decisions);
+    let sendto = d.sum(|k| k.path == path::SYSCALL && k.op == syscall::SENDTO);
+    assert_eq!(
+        (sendto.count, sendto.bytes),
+        (SENDS as u64, total),
+        "copy: syscalls"
+    );
+    let copied = b.bytes_of("user→kernel copy").unwrap();
+    println!("{best:?} copy phase: copied {copied} bytes, breakdown {b:?}");
+    // One __check_object_size() per copy chunk, sizes summing to the payload, nothing else.
+    assert_eq!(copied, total, "copy: every byte copied from user, once");
+    assert_eq!(b.bytes_of("zero-copy attach"), Some(0));
+    assert_eq!(b.bytes_of("page pinning"), Some(0));
+
+    // --- zero-copy sends -----------------------------------------------------------------
+    send_phase(true);
+    let s2 = tracer.snapshot().unwrap();
+    let d = s2.since(&s1);
+    let b = Breakdown::compute(&d, &decisions);
+    println!("{best:?} zero-copy phase: {b:?}");
+    let zc = d.sum(|k| {
+        k.path == path::SYSCALL && k.op == syscall::SENDTO && k.aux & aux::ZEROCOPY_REQUESTED != 0
+    });
+    assert_eq!((zc.count, zc.bytes), (SENDS as u64, total), "zc: syscalls");
+    assert_eq!(
+        b.bytes_of("zero-copy attach"),
+        Some(total),
+        "zc: attached bytes"
+    );
+    // Pinning: every requested page was pinned, and
+    //   Σ pinned = Σ_calls ceil((start % 4096 + len) / 4096)
+    // over the get_user_pages calls. The buffer is page-aligned and the bytes are contiguous, so
+    // the sum is total/4096 plus at most one extra page per call (a call starting mid-page
+    // re-pins the page the previous call ended in).
+    let pin = b.path("page pinning").unwrap();
+    let pinned = pin.bytes.unwrap();
+    assert_eq!(pin.errors, 0, "zc: short pins");
+    assert_eq!(
+        b.pin_requested_pages,
+        Some(pinned),
+        "zc: requested == pinned"
+    );
+    assert!(
+        pinned >= pages && pinned <= pages + pin.calls,
+        "zc: {pinned} pages pinned in {} calls for {pages} pages of data",
+        pin.calls
+    );
+    // Loopback delivers by copying the pinned pages after all (skb_copy_ubufs): every
+    // zero-copy byte is copied later, in the sender's context (attributed) or in a softirq
+    // elsewhere (not attributable), which may also copy other skbs.
+    let attributed = b.bytes_of("deferred copy").unwrap();
+    let elsewhere = b.deferred_unattributed_bytes.unwrap();
+    assert!(
+        attributed <= total,
+        "zc: deferred {attributed} > sent {total}"
+    );
+    assert!(
+        attributed + elsewhere >= total,
+        "zc: only {attributed} + {elsewhere} of {total} bytes copied later"
+    );
+    assert!(b.path("zero-copy completions").unwrap().calls > 0);
+    let copied = b.bytes_of("user→kernel copy").unwrap();
+    assert_eq!(copied, 0, "zc: nothing copied from user at send time");
+    assert_eq!(b.lost_events, 0);
+    drop(tracer);
+}
+
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_fentry_tier_sees_copies_pins_and_deferred_copies() {
+    require_probe_kernel();
+    phase_numbers(Tier::Fentry);
+}
+
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_kprobe_tier_sees_copies_pins_and_deferred_copies() {
+    require_probe_kernel();
+    phase_numbers(Tier::Kprobe);
+}
