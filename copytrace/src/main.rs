@@ -27,6 +27,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// Receiver for `copytrace bench --connect` from another host.
     Serve(cli::serve::Args),
+    /// Figures, an HTML page and the study's analysis questions from a bench result file.
+    Report(cli::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Trace(a) => cli::trace::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Report(a) => cli::report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -27,38 +27,38 @@ pub fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8)
 }
 
-/// What `cargo xtask run` does without arguments: show the kernel's features, then trace a
-/// small program that sends exactly 1,000,000 bytes over loopback TCP.
-const DEMO_SENDER: &str = r#"
-import socket, threading
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
-def rx():
-    c, _ = srv.accept()
-    while c.recv(1 << 16): pass
-t = threading.Thread(target=rx); t.start()
-s = socket.create_connection(srv.getsockname())
-s.sendall(b"x" * 1000000)
-s.close(); t.join()
-print("demo: sent 1000000 bytes over 127.0.0.1")
-"#;
-
+/// What `cargo xtask run` does without arguments: a quick traced sweep, then its report.
 pub fn run(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
     build(env)?;
     let bin = cmd::target_dir().join("release/copytrace");
     if !args.is_empty() {
         return Ok(exit_code(cmd::status(as_root(env, &bin).args(args))?));
     }
-    let probe = cmd::status(as_root(env, &bin).arg("probe"))?;
-    if !probe.success() {
-        return Ok(exit_code(probe));
+    let dir = cmd::target_dir().join("copytrace-demo");
+    std::fs::create_dir_all(&dir)?;
+    let json = dir.join("results.json");
+    let bench = cmd::status(
+        as_root(env, &bin)
+            .args(["bench", "--quick", "--trace", "--json"])
+            .arg(&json),
+    )?;
+    if !bench.success() {
+        return Ok(exit_code(bench));
     }
-    Ok(exit_code(cmd::status(as_root(env, &bin).args([
-        "trace",
-        "--",
-        "python3",
-        "-c",
-        DEMO_SENDER,
-    ]))?))
+    let report = cmd::status(
+        env.command(&bin)
+            .arg("report")
+            .arg(&json)
+            .arg("--out")
+            .arg(dir.join("report")),
+    )?;
+    if report.success() {
+        println!(
+            "\nreport: {}",
+            dir.join("report").join("index.html").display()
+        );
+    }
+    Ok(exit_code(report))
 }
 
 pub fn test(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod probe;
+pub mod report;
 pub mod serve;
 pub mod trace;
 
