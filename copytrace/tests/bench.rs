@@ -7,6 +7,13 @@ use std::{
 
 use serde_json::Value;
 
+/// The benchmarks measure time on a 2-CPU machine: run them one at a time, not alongside each
+/// other (the test harness runs tests in parallel by default).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn copytrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_copytrace"))
 }
@@ -45,6 +52,7 @@ fn assert_one_error_line(o: &Output, contains: &str) {
 #[test]
 #[ignore = "needs root (kernel-inclusive perf counters): run with `cargo xtask test`"]
 fn small_sweep_records_everything_and_sides_agree() {
+    let _serial = serial();
     let json = tmp("small.json");
     let csv = tmp("small.csv");
     let o = run(&[
@@ -170,6 +178,7 @@ fn small_sweep_records_everything_and_sides_agree() {
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn reusing_a_zero_copy_buffer_early_is_caught() {
+    let _serial = serial();
     let json = tmp("reuse.json");
     let o = run(&[
         "bench",
@@ -208,6 +217,7 @@ fn reusing_a_zero_copy_buffer_early_is_caught() {
 #[test]
 #[ignore = "needs root (network namespaces): run with `cargo xtask test`"]
 fn enobufs_is_survived_and_counted() {
+    let _serial = serial();
     let json = tmp("enobufs.json");
     let o = run(&[
         "bench",
@@ -275,6 +285,7 @@ fn assert_no_namespaces_left() {
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn bad_input_is_one_clear_error_and_no_file() {
+    let _serial = serial();
     let json = tmp("bad.json");
     let _ = std::fs::remove_file(&json);
     let j = json.to_str().unwrap();
@@ -312,6 +323,7 @@ fn bad_input_is_one_clear_error_and_no_file() {
 #[test]
 #[ignore = "needs root (to drop privileges): run with `cargo xtask test`"]
 fn netns_without_privileges_is_one_clear_error() {
+    let _serial = serial();
     use std::os::unix::process::CommandExt as _;
     let mut c = copytrace();
     c.args(["bench", "--quick", "--topology", "netns"]);
@@ -331,6 +343,7 @@ fn netns_without_privileges_is_one_clear_error() {
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn ctrl_c_writes_completed_runs_marked_incomplete() {
+    let _serial = serial();
     let json = tmp("interrupted.json");
     let child = copytrace()
         .args([
@@ -377,6 +390,7 @@ fn ctrl_c_writes_completed_runs_marked_incomplete() {
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn connect_to_a_separate_serve_process() {
+    let _serial = serial();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

@@ -230,6 +230,8 @@ pub fn sweep_document(
         hw.is_ok(),
         parsed.faults,
     )?;
+    // Every connection thread opens these; fail here, once and clearly, if they cannot be.
+    counters::ThreadCounters::open(false)?;
     let mut hook: Box<dyn CellHook> = if trace {
         Box::new(TraceHook::new(&parsed.topology).context("preparing the tracer")?)
     } else {

@@ -212,7 +212,16 @@ impl ThreadCounters {
     fn build(k: Kind) -> io::Result<perf_event::Counter> {
         let mut b = perf_event::Builder::new().kind(k.event()).observe_self();
         b.include_kernel();
-        b.build()
+        b.build().map_err(|e| match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => io::Error::new(
+                e.kind(),
+                format!(
+                    "perf_event_open({k:?}, kernel included): {e}; run as root or set \
+                     kernel.perf_event_paranoid to 1 or less"
+                ),
+            ),
+            _ => e,
+        })
     }
 
     pub fn enable(&mut self) -> io::Result<()> {
