@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, chain},
-    trace::{PathDecision, TraceOptions, Tracer, loader, tracefs},
+    trace::{PathDecision, TraceOptions, Tracer, loader, planner, tracefs},
 };
 
 /// Tracepoints copytrace uses (category, name).
@@ -201,36 +201,13 @@ pub fn probe_features() -> Result<(Vec<Feature>, Vec<Feature>)> {
 }
 
 fn program_error(what: &str, e: &ProgramError) -> String {
-    if let ProgramError::LoadError {
-        io_error,
-        verifier_log,
-    } = e
-    {
-        let log = verifier_log.to_string();
-        if io_error.raw_os_error() == Some(libc::EPERM) && log.trim().is_empty() {
-            return format!(
-                "{what}: BPF_PROG_LOAD returned EPERM with an empty verifier log: refused by \
-                 policy (LSM/lockdown), not by the verifier"
-            );
-        }
-    }
-    format!("{what}: {}", chain(e))
-}
-
-fn take<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> std::result::Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
-        .try_into()
-        .map_err(|e: ProgramError| e.to_string())
+    format!("{what}: {}", planner::program_error(e))
 }
 
 fn probe_kprobe(ebpf: &mut Ebpf) -> std::result::Result<String, String> {
     const PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
     let pmu_missing = !Path::new(PMU).exists();
-    let p: &mut KProbe = take(ebpf, "probe_kprobe")?;
+    let p: &mut KProbe = planner::program(ebpf, "probe_kprobe")?;
     p.load().map_err(|e| program_error("load", &e))?;
     match p.attach(PROBE_FUNCTION, 0) {
         Ok(link) => {
@@ -252,7 +229,7 @@ fn probe_kprobe(ebpf: &mut Ebpf) -> std::result::Result<String, String> {
 }
 
 fn probe_fentry(ebpf: &mut Ebpf, btf: &Btf) -> std::result::Result<String, String> {
-    let p: &mut FEntry = take(ebpf, "probe_fentry")?;
+    let p: &mut FEntry = planner::program(ebpf, "probe_fentry")?;
     p.load(PROBE_FUNCTION, btf)
         .map_err(|e| program_error(&format!("load for {PROBE_FUNCTION}"), &e))?;
     let link = p
@@ -263,7 +240,7 @@ fn probe_fentry(ebpf: &mut Ebpf, btf: &Btf) -> std::result::Result<String, Strin
 }
 
 fn probe_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> std::result::Result<String, String> {
-    let p: &mut BtfTracePoint = take(ebpf, "probe_tp_btf")?;
+    let p: &mut BtfTracePoint = planner::program(ebpf, "probe_tp_btf")?;
     p.load("sched_process_exec", btf)
         .map_err(|e| program_error("load", &e))?;
     let link = p.attach().map_err(|e| program_error("attach", &e))?;
@@ -272,7 +249,7 @@ fn probe_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> std::result::Result<String, Strin
 }
 
 fn probe_raw_tp(ebpf: &mut Ebpf) -> std::result::Result<String, String> {
-    let p: &mut RawTracePoint = take(ebpf, "probe_raw_tp")?;
+    let p: &mut RawTracePoint = planner::program(ebpf, "probe_raw_tp")?;
     p.load().map_err(|e| program_error("load", &e))?;
     let link = p
         .attach("sched_process_exec")

@@ -97,14 +97,6 @@ pub struct Args {
     optmem_max: Option<u32>,
 }
 
-/// Make sure an output file can be written before spending minutes on a sweep.
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
-    let probe = path.with_extension("copytrace-probe");
-    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", path.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
 pub struct Parsed {
     pub plan: Plan,
     pub topology: Topology,
@@ -395,7 +387,7 @@ pub fn emit(args: &Args, doc: &BenchDocument) -> anyhow::Result<ExitCode> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsed = parse(&args)?;
     for p in args.json.iter().chain(args.csv.iter()) {
-        check_writable(p)?;
+        super::check_writable(p)?;
     }
     let root = copytrace::trace::loader::require_root().is_ok();
     if args.trace && !root {

@@ -9,6 +9,15 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+/// Make sure an output file can be written before spending minutes producing it.
+pub fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let probe = path.with_extension("copytrace-probe");
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// An error and its causes on one line (no backtrace, no debug formatting).
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -71,13 +71,6 @@ fn cgroup_id(dir: &PathBuf) -> anyhow::Result<u64> {
     Ok(md.ino())
 }
 
-fn check_writable(p: &std::path::Path) -> anyhow::Result<()> {
-    let probe = p.with_extension("copytrace-probe");
-    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", p.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
 /// Remembers thread names while they are alive, for tables printed after they exit.
 #[derive(Default)]
 struct Comms(HashMap<u32, String>);
@@ -129,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .flatten()
     {
-        check_writable(p)?;
+        super::check_writable(p)?;
     }
     let cgroup = args
         .cgroup

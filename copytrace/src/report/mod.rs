@@ -195,6 +195,42 @@ fn traced(doc: &BenchDocument, mode: Mode, size: usize, threads: usize) -> Optio
     })
 }
 
+/// One series per mode over the measured sizes, log y (no error bars).
+fn per_mode_over_sizes(
+    doc: &BenchDocument,
+    title: &str,
+    y_label: &str,
+    value: &dyn Fn(Mode, usize) -> Option<f64>,
+) -> LineChart {
+    LineChart {
+        title: title.to_string(),
+        x_label: "message size".into(),
+        y_label: y_label.to_string(),
+        log_y: true,
+        x_fmt: x_bytes,
+        series: doc
+            .config
+            .modes
+            .iter()
+            .map(|&m| Series {
+                label: m.as_str().into(),
+                color: color(m),
+                hollow: false,
+                points: sorted_sizes(doc)
+                    .into_iter()
+                    .filter_map(|size| {
+                        Some(Pt {
+                            x: size as f64,
+                            y: value(m, size)?,
+                            band: None,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 struct Built {
     name: &'static str,
     caption: String,
@@ -478,34 +514,19 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
     ];
     let charts: Vec<LineChart> = timed
         .iter()
-        .map(|&p| LineChart {
-            title: format!("{p}: time per message"),
-            x_label: "message size".into(),
-            y_label: "µs per message".into(),
-            log_y: true,
-            x_fmt: x_bytes,
-            series: modes
-                .iter()
-                .map(|&m| Series {
-                    label: m.as_str().into(),
-                    color: color(m),
-                    hollow: false,
-                    points: sorted_sizes(doc)
-                        .into_iter()
-                        .filter_map(|size| {
-                            let r = traced(doc, m, size, t1)?;
-                            let ps = r.trace.as_ref()?.breakdown.path(p)?;
-                            let msgs = (r.send_bytes / size as u64).max(1);
-                            let ns = ps.total_ns? as f64;
-                            (ns > 0.0).then(|| Pt {
-                                x: size as f64,
-                                y: ns / msgs as f64 / 1e3,
-                                band: None,
-                            })
-                        })
-                        .collect(),
-                })
-                .collect(),
+        .map(|&p| {
+            per_mode_over_sizes(
+                doc,
+                &format!("{p}: time per message"),
+                "µs per message",
+                &|m, size| {
+                    let r = traced(doc, m, size, t1)?;
+                    let ps = r.trace.as_ref()?.breakdown.path(p)?;
+                    let msgs = (r.send_bytes / size as u64).max(1);
+                    let ns = ps.total_ns? as f64;
+                    (ns > 0.0).then(|| ns / msgs as f64 / 1e3)
+                },
+            )
         })
         .filter(|c| c.series.iter().any(|s| !s.points.is_empty()))
         .collect();
@@ -553,42 +574,22 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
 
     // 7. Hardware counters.
     if doc.hardware_counters.available {
-        let hw = |name: &str, f: fn(&Record) -> Option<f64>| LineChart {
-            title: name.to_string(),
-            x_label: "message size".into(),
-            y_label: name.to_string(),
-            log_y: true,
-            x_fmt: x_bytes,
-            series: modes
-                .iter()
-                .map(|&m| Series {
-                    label: m.as_str().into(),
-                    color: color(m),
-                    hollow: false,
-                    points: sorted_sizes(doc)
-                        .into_iter()
-                        .filter_map(|size| {
-                            let v: Vec<f64> = doc
-                                .records
-                                .iter()
-                                .filter(|r| {
-                                    !r.traced
-                                        && r.mode == m
-                                        && r.pattern == Pattern::Stream
-                                        && r.size == size
-                                        && r.threads == t1
-                                })
-                                .filter_map(f)
-                                .collect();
-                            (!v.is_empty()).then(|| Pt {
-                                x: size as f64,
-                                y: v.iter().sum::<f64>() / v.len() as f64,
-                                band: None,
-                            })
-                        })
-                        .collect(),
-                })
-                .collect(),
+        let hw = |name: &str, f: fn(&Record) -> Option<f64>| {
+            per_mode_over_sizes(doc, name, name, &|m, size| {
+                let v: Vec<f64> = doc
+                    .records
+                    .iter()
+                    .filter(|r| {
+                        !r.traced
+                            && r.mode == m
+                            && r.pattern == Pattern::Stream
+                            && r.size == size
+                            && r.threads == t1
+                    })
+                    .filter_map(f)
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            })
         };
         out.push(Built {
             name: "fig7-hardware",

@@ -456,7 +456,9 @@ impl Default for PlanOptions {
     }
 }
 
-fn program_error(e: &ProgramError) -> String {
+/// A program error in words, recognising the two refusals this project meets most: fentry
+/// refused by policy (EPERM with an empty verifier log) and a kernel without kprobes.
+pub(crate) fn program_error(e: &ProgramError) -> String {
     if let ProgramError::LoadError {
         io_error,
         verifier_log,
@@ -481,7 +483,8 @@ pub struct Hooked {
     program: String,
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+/// The program `name` as its concrete type.
+pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
