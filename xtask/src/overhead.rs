@@ -1,10 +1,12 @@
-//! `cargo xtask trace-overhead`: throughput with and without the eBPF tracer attached, in
-//! interleaved rounds of one run, at 64 B and 64 KiB (two-copy stream, one connection).
+//! `cargo xtask trace-overhead`: what the eBPF tracer costs, at 64 B and 64 KiB (two-copy
+//! stream, one connection). Each round is one `bench --trace` run, which measures every cell
+//! untraced and then once traced; the ratio of the two is the tracer's cost in that round.
 use anyhow::Context as _;
 
 use crate::{cmd, setup::BuildEnv, tasks};
 
-fn bench(env: &BuildEnv, trace: bool, seconds: u32) -> anyhow::Result<Vec<(u64, f64)>> {
+/// (size, untraced Gbit/s, traced Gbit/s) per cell of one traced bench run.
+fn round(env: &BuildEnv, seconds: u32) -> anyhow::Result<Vec<(u64, f64, f64)>> {
     let json = cmd::target_dir().join("trace-overhead.json");
     let bin = cmd::target_dir().join("release/copytrace");
     cmd::run(tasks::as_root(env, &bin).args([
@@ -23,19 +25,20 @@ fn bench(env: &BuildEnv, trace: bool, seconds: u32) -> anyhow::Result<Vec<(u64, 
         "500ms",
         "--duration",
         &format!("{seconds}s"),
-        if trace { "--trace" } else { "--no-trace" },
+        "--trace",
         "--json",
         json.to_str().context("utf-8 path")?,
     ]))?;
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-    v["records"]
+    v["summary"]
         .as_array()
-        .context("no records")?
+        .context("no summary")?
         .iter()
-        .map(|r| {
+        .map(|s| {
             Ok((
-                r["size"].as_u64().context("size")?,
-                r["sender"]["gbps"].as_f64().context("gbps")?,
+                s["size"].as_u64().context("size")?,
+                s["sender_gbps"]["mean"].as_f64().context("untraced gbps")?,
+                s["traced_gbps"].as_f64().context("traced gbps")?,
             ))
         })
         .collect()
@@ -45,18 +48,18 @@ pub fn run(env: &BuildEnv, rounds: u32, seconds: u32) -> anyhow::Result<()> {
     tasks::build(env)?;
     let mut ratios: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
     for r in 1..=rounds {
-        let off = bench(env, false, seconds)?;
-        let on = bench(env, true, seconds)?;
-        for ((size, g_off), (_, g_on)) in off.iter().zip(&on) {
+        for (size, off, on) in round(env, seconds)? {
             eprintln!(
-                "xtask: trace-overhead: round {r}: {size} B: {g_off:.3} Gbit/s untraced, \
-                 {g_on:.3} traced"
+                "xtask: trace-overhead: round {r}: {size} B: {off:.3} Gbit/s untraced, \
+                 {on:.3} traced"
             );
-            ratios.entry(*size).or_default().push(g_on / g_off);
+            ratios.entry(size).or_default().push(on / off);
         }
     }
     println!(
-        "trace-overhead: two-copy stream, 1 connection, {rounds} interleaved rounds of {seconds} s"
+        "trace-overhead: two-copy stream, 1 connection, {rounds} rounds of {seconds} s untraced \
+         then {:.1} s traced",
+        seconds as f64 / 2.0
     );
     for (size, rs) in &ratios {
         let mean = rs.iter().sum::<f64>() / rs.len() as f64;
