@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "debian-6.1")]
         kernel: String,
         /// Kill a hung guest after this many seconds.
-        #[arg(long, default_value_t = 900)]
+        #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
     /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.

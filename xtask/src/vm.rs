@@ -411,13 +411,29 @@ fn guest_script(
     Ok(s)
 }
 
+/// How a boot ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Boot {
+    /// The guest powered off by itself.
+    Finished,
+    /// No progress before the timeout.
+    Hung,
+    /// The guest kernel reported a soft lockup or an RCU stall: under TCG this happens when a
+    /// vCPU stops taking interrupts while another waits for it (seen with cross-CPU code
+    /// patching when programs attach). The guest will not recover; the boot is retried.
+    Wedged,
+}
+
+/// Kernel messages that mean the guest is wedged.
+const WEDGED: [&str; 2] = ["soft lockup - CPU#", "self-detected stall on CPU"];
+
 fn boot(
     k: &Kernel,
     initramfs: &Path,
     script: &Path,
     log: &Path,
     timeout: Duration,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Boot> {
     let ws = cmd::workspace_root();
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
@@ -473,6 +489,13 @@ fn boot(
             Ok(line) => {
                 println!("guest| {line}");
                 writeln!(logf, "{line}")?;
+                if WEDGED.iter().any(|w| line.contains(w)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = reader.join();
+                    eprintln!("xtask: vm-test: the guest kernel is wedged ({line}); killed");
+                    return Ok(Boot::Wedged);
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -482,7 +505,7 @@ fn boot(
             let _ = child.wait();
             let _ = reader.join();
             eprintln!("xtask: vm-test: guest hung: killed after {timeout:?}");
-            return Ok(false);
+            return Ok(Boot::Hung);
         }
     }
     let status = child.wait()?;
@@ -491,7 +514,7 @@ fn boot(
         "xtask: vm-test: guest finished in {:.1} s ({status})",
         started.elapsed().as_secs_f64()
     );
-    Ok(true)
+    Ok(Boot::Finished)
 }
 
 /// The host's and the guest's planner decisions must cover the same paths and differ only in
@@ -583,20 +606,32 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
     let bins = build_tests(env)?;
     let copytrace = cmd::target_dir().join("debug/copytrace");
     let out = vm_dir().join("out");
-    let _ = fs::remove_dir_all(&out);
-    fs::create_dir_all(&out)?;
     // The host's view, for the comparison.
     let host_probe = cmd::output(crate::tasks::as_root(env, &copytrace).args(["probe", "--json"]))?;
-    fs::write(out.join("probe-host.json"), host_probe)?;
-    let script = out.join("run.sh");
-    fs::write(&script, guest_script(&out, &bins, &copytrace)?)?;
-    let finished = boot(
-        &kernel,
-        &initramfs,
-        &script,
-        &out.join("serial.log"),
-        args.timeout,
-    )?;
+    let mut finished = false;
+    for attempt in 1..=2 {
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir_all(&out)?;
+        fs::write(out.join("probe-host.json"), &host_probe)?;
+        let script = out.join("run.sh");
+        fs::write(&script, guest_script(&out, &bins, &copytrace)?)?;
+        match boot(
+            &kernel,
+            &initramfs,
+            &script,
+            &out.join("serial.log"),
+            args.timeout,
+        )? {
+            Boot::Finished => {
+                finished = true;
+                break;
+            }
+            Boot::Wedged if attempt == 1 => {
+                eprintln!("xtask: vm-test: retrying once with a fresh boot");
+            }
+            Boot::Wedged | Boot::Hung => break,
+        }
+    }
     let rc = fs::read_to_string(out.join("rc"))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
