@@ -32,18 +32,28 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Decode a PNG and count pixels that are not (near) white.
-fn inked_pixels(path: &Path) -> (u32, u32, usize) {
+/// Decode a PNG: (width, height, one slice of channel values per pixel).
+fn decode(path: &Path) -> (u32, u32, Vec<Vec<u8>>) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let mut reader = decoder.read_info().expect("a valid PNG");
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).expect("a PNG frame");
     let channels = info.color_type.samples();
-    let inked = buf[..info.buffer_size()]
+    let pixels = buf[..info.buffer_size()]
         .chunks(channels)
-        .filter(|px| px.iter().take(3).any(|&c| c < 200))
+        .map(<[u8]>::to_vec)
+        .collect();
+    (info.width, info.height, pixels)
+}
+
+/// Count pixels that are not (near) white.
+fn inked_pixels(path: &Path) -> (u32, u32, usize) {
+    let (w, h, px) = decode(path);
+    let inked = px
+        .iter()
+        .filter(|p| p.iter().take(3).any(|&c| c < 200))
         .count();
-    (info.width, info.height, inked)
+    (w, h, inked)
 }
 
 #[test]
@@ -251,13 +261,9 @@ fn report_page_renders_in_headless_chromium() {
         w * h
     );
     // Colour: the plotted series (blue/red/green), not just black text on white.
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let ch = info.color_type.samples();
-    let coloured = buf[..info.buffer_size()]
-        .chunks(ch)
+    let coloured = decode(&shot)
+        .2
+        .iter()
         .filter(|p| {
             let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
             (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
