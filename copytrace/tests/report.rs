@@ -20,7 +20,10 @@ use std::{
     process::Command,
 };
 
-use copytrace::report::{self, Format, Options};
+use copytrace::{
+    bench::results::BenchDocument,
+    report::{self, Format, Options},
+};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bench-small.json")
@@ -30,6 +33,18 @@ fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("copytrace-report-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
+}
+
+/// The fixture rendered as HTML into a fresh directory.
+fn render_fixture(name: &str) -> (BenchDocument, PathBuf, report::Output) {
+    let doc = report::load(&fixture()).unwrap();
+    let dir = out_dir(name);
+    let options = Options {
+        format: Format::Html,
+        latency_size: None,
+    };
+    let out = report::generate(&doc, &dir, &options).unwrap();
+    (doc, dir, out)
 }
 
 /// Decode a PNG: (width, height, one slice of channel values per pixel).
@@ -58,17 +73,7 @@ fn inked_pixels(path: &Path) -> (u32, u32, usize) {
 
 #[test]
 fn fixture_renders_every_figure_and_the_hand_derived_crossovers() {
-    let doc = report::load(&fixture()).unwrap();
-    let dir = out_dir("fixture");
-    let out = report::generate(
-        &doc,
-        &dir,
-        &Options {
-            format: Format::Html,
-            latency_size: None,
-        },
-    )
-    .unwrap();
+    let (doc, dir, out) = render_fixture("fixture");
 
     let a = &out.analysis;
     let one = a.one_copy_vs_two_copy.size.expect("one-copy crosses");
@@ -216,17 +221,7 @@ fn bad_input_names_the_field_or_version() {
 #[test]
 #[ignore = "needs Debian's chromium: run with `cargo xtask test`"]
 fn report_page_renders_in_headless_chromium() {
-    let doc = report::load(&fixture()).unwrap();
-    let dir = out_dir("chromium");
-    let out = report::generate(
-        &doc,
-        &dir,
-        &Options {
-            format: Format::Html,
-            latency_size: None,
-        },
-    )
-    .unwrap();
+    let (_, dir, out) = render_fixture("chromium");
     let shot = dir.join("screenshot.png");
     let profile = dir.join("chromium-profile");
     let o = Command::new("chromium")

@@ -3,33 +3,32 @@
 //! untraced and then once traced; the ratio of the two is the tracer's cost in that round.
 use anyhow::Context as _;
 
-use crate::{cmd, setup::BuildEnv, tasks};
+use crate::{setup::BuildEnv, tasks};
 
 /// (size, untraced Gbit/s, traced Gbit/s) per cell of one traced bench run.
 fn round(env: &BuildEnv, seconds: u32) -> anyhow::Result<Vec<(u64, f64, f64)>> {
-    let json = cmd::target_dir().join("trace-overhead.json");
-    let bin = cmd::target_dir().join("release/copytrace");
-    cmd::run(tasks::as_root(env, &bin).args([
-        "bench",
-        "--modes",
-        "two-copy",
-        "--patterns",
-        "stream",
-        "--sizes",
-        "64,64K",
-        "--threads",
-        "1",
-        "--repeat",
-        "1",
-        "--warmup",
-        "500ms",
-        "--duration",
-        &format!("{seconds}s"),
-        "--trace",
-        "--json",
-        json.to_str().context("utf-8 path")?,
-    ]))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+    let duration = format!("{seconds}s");
+    let v = tasks::bench_json(
+        env,
+        "trace-overhead",
+        &[
+            "--modes",
+            "two-copy",
+            "--patterns",
+            "stream",
+            "--sizes",
+            "64,64K",
+            "--threads",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "500ms",
+            "--duration",
+            &duration,
+            "--trace",
+        ],
+    )?;
     v["summary"]
         .as_array()
         .context("no summary")?

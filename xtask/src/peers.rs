@@ -51,28 +51,27 @@ fn iperf3(seconds: u32) -> anyhow::Result<f64> {
 
 /// One copytrace two-copy 1 MiB single-connection stream run; returns sender Gbit/s.
 fn copytrace(env: &BuildEnv, seconds: u32) -> anyhow::Result<f64> {
-    let json = cmd::target_dir().join("bench-peers.json");
-    let bin = cmd::target_dir().join("release/copytrace");
-    cmd::run(tasks::as_root(env, &bin).args([
-        "bench",
-        "--modes",
-        "two-copy",
-        "--patterns",
-        "stream",
-        "--sizes",
-        "1M",
-        "--threads",
-        "1",
-        "--repeat",
-        "1",
-        "--warmup",
-        "1s",
-        "--duration",
-        &format!("{seconds}s"),
-        "--json",
-        json.to_str().context("utf-8 path")?,
-    ]))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+    let duration = format!("{seconds}s");
+    let v = tasks::bench_json(
+        env,
+        "bench-peers",
+        &[
+            "--modes",
+            "two-copy",
+            "--patterns",
+            "stream",
+            "--sizes",
+            "1M",
+            "--threads",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "1s",
+            "--duration",
+            &duration,
+        ],
+    )?;
     v["records"][0]["sender"]["gbps"]
         .as_f64()
         .context("no records[0].sender.gbps")

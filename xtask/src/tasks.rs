@@ -23,6 +23,23 @@ pub fn as_root(env: &BuildEnv, program: impl AsRef<std::ffi::OsStr>) -> std::pro
     }
 }
 
+/// Run `copytrace bench <args> --json target/<name>.json` (release build, as root) and return
+/// the parsed result document.
+pub fn bench_json(env: &BuildEnv, name: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let json = cmd::target_dir().join(format!("{name}.json"));
+    let bin = cmd::target_dir().join("release/copytrace");
+    cmd::run(
+        as_root(env, &bin)
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .arg(&json),
+    )?;
+    let bytes = std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 pub fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8)
 }

@@ -147,11 +147,6 @@ impl Verifier {
         self.seq = seq;
     }
 
-    /// True between messages.
-    pub fn at_boundary(&self) -> bool {
-        self.off == 0
-    }
-
     /// Feed the next bytes of the stream, received at `now`.
     pub fn feed(&mut self, mut data: &[u8], now: Instant) -> Result<(), Corruption> {
         self.bytes += data.len() as u64;

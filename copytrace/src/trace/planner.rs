@@ -746,8 +746,3 @@ pub fn attach_paths(
     }
     out
 }
-
-/// Tier of `path` in `decisions`.
-pub fn tier_of(decisions: &[PathDecision], path: &str) -> Option<Tier> {
-    decisions.iter().find(|d| d.path == path).map(|d| d.tier)
-}
