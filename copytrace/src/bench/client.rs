@@ -14,6 +14,7 @@ use crate::{
         Mode, Pattern,
         message::Verifier,
         sender::{Sender, SenderStats, new_sender},
+        server::set_int_opt,
         wire::{self, Hello, PROTOCOL_VERSION, Report},
         zerocopy::ZeroCopyOptions,
     },
@@ -197,6 +198,13 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
         }
     }
     counters.disable()?;
+    // Push out whatever Nagle is still holding back. The last measured message may sit in the
+    // send queue until an ACK of earlier data arrives, and the receiver, having read
+    // everything, delays that ACK by up to 40 ms (TCP_DELACK_MIN): the receiver's window
+    // would then end 40 ms after the sender's. Enabling TCP_NODELAY sends pending frames at
+    // once. A zero-copy sender would otherwise wait out that stall in `finish()`, before its
+    // shutdown (which also pushes) could happen.
+    set_int_opt(&s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     let stats = sender.finish()?;
     let (report, report_bytes) = finish_connection(&mut s)?;
     Ok(ConnResult {
