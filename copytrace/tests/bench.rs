@@ -7,6 +7,8 @@ use std::{
 
 use serde_json::Value;
 
+mod common;
+
 /// The benchmarks measure time on a 2-CPU machine: run them one at a time, not alongside each
 /// other (the test harness runs tests in parallel by default).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -173,6 +175,54 @@ fn small_sweep_records_everything_and_sides_agree() {
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv_text.lines().count(), 73, "header + one row per record");
     assert!(text(&o.stdout).contains("message size = total of 8 fields"));
+    // Where the bytes went, on a real traced run: every byte once, each class as sent.
+    let typed = copytrace::report::load(&json).unwrap();
+    assert_eq!(common::assert_byte_classes_add_up(&typed.records), 12);
+}
+
+/// The receiver's measured window is the sender's, seen from the other end: the same
+/// messages, first to last. They used to disagree by the delayed-ACK time (40 ms) whenever
+/// Nagle held the last message back, often in a cell's first repeat.
+#[test]
+#[ignore = "needs root (kernel-inclusive perf counters): run with `cargo xtask test`"]
+fn sender_and_receiver_windows_agree_from_the_first_repeat() {
+    let _serial = serial();
+    let json = tmp("windows.json");
+    let o = run(&[
+        "bench",
+        "--patterns",
+        "stream",
+        "--sizes",
+        "64,64K",
+        "--threads",
+        "1",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "50ms",
+        "--repeat",
+        "2",
+        "--no-trace",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let doc = load(&json);
+    let rs = records(&doc);
+    assert_eq!(rs.len(), 12);
+    for r in rs {
+        let (tx, rx) = (
+            r["sender"]["seconds"].as_f64().unwrap(),
+            r["receiver"]["seconds"].as_f64().unwrap(),
+        );
+        assert!(
+            (rx / tx - 1.0).abs() <= 0.01,
+            "{} {} repeat {}: receiver window {rx:.4} s, sender {tx:.4} s",
+            r["mode"],
+            r["size"],
+            r["repeat"]
+        );
+    }
 }
 
 #[test]

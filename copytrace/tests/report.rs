@@ -20,6 +20,8 @@ use std::{
     process::Command,
 };
 
+mod common;
+
 use copytrace::{
     bench::results::BenchDocument,
     report::{self, Format, Options},
@@ -45,6 +47,43 @@ fn render_fixture(name: &str) -> (BenchDocument, PathBuf, report::Output) {
     };
     let out = report::generate(&doc, &dir, &options).unwrap();
     (doc, dir, out)
+}
+
+#[test]
+fn where_the_bytes_went_counts_every_byte_once() {
+    let doc = report::load(&fixture()).unwrap();
+    // 3 modes × 4 sizes × 1 connection count in the figure; 2 connection counts in the file.
+    assert_eq!(common::assert_byte_classes_add_up(&doc.records), 24);
+}
+
+#[test]
+fn error_bars_say_what_they_are() {
+    let (_, _, out) = render_fixture("bars");
+    let html = std::fs::read_to_string(&out.main).unwrap();
+    // The fixture has 2 repeats per cell: min–max, never a t = 12.7 "confidence interval".
+    assert!(
+        html.contains("Error bars: min–max of the repeats"),
+        "caption"
+    );
+    assert!(!html.contains("confidence interval of the mean"));
+    let mut doc = report::load(&fixture()).unwrap();
+    for s in &mut doc.summary {
+        if let Some(e) = s.sender_gbps.as_mut() {
+            e.n = 3;
+        }
+    }
+    let dir = out_dir("bars3");
+    let o = report::generate(
+        &doc,
+        &dir,
+        &Options {
+            format: Format::Html,
+            latency_size: None,
+        },
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(&o.main).unwrap();
+    assert!(html.contains("Error bars: 95 % confidence interval of the mean"));
 }
 
 /// Decode a PNG: (width, height, one slice of channel values per pixel).

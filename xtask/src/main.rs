@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod overhead;
+mod packages;
 mod peers;
 mod setup;
 mod tasks;

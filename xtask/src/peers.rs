@@ -8,19 +8,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, setup::BuildEnv, tasks};
-
-fn ensure_iperf3() -> anyhow::Result<()> {
-    if Command::new("iperf3").arg("--version").output().is_ok() {
-        return Ok(());
-    }
-    eprintln!("xtask: bench-peers: installing iperf3 from Debian");
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "iperf3"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
+use crate::{cmd, packages, setup::BuildEnv, tasks};
 
 /// One iperf3 single-stream run over loopback; returns received Gbit/s.
 fn iperf3(seconds: u32) -> anyhow::Result<f64> {
@@ -81,7 +69,7 @@ pub fn run(env: &BuildEnv, rounds: u32, seconds: u32) -> anyhow::Result<()> {
     if rounds == 0 || seconds == 0 {
         bail!("rounds and seconds must be positive");
     }
-    ensure_iperf3()?;
+    packages::ensure("bench-peers", packages::PEERS)?;
     tasks::build(env)?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for r in 1..=rounds {

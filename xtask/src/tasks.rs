@@ -1,7 +1,7 @@
 //! build / run / test.
 use std::process::{ExitCode, ExitStatus};
 
-use crate::{cmd, setup::BuildEnv};
+use crate::{cmd, packages, setup::BuildEnv};
 
 pub fn build(env: &BuildEnv) -> anyhow::Result<()> {
     cmd::run(
@@ -46,6 +46,7 @@ pub fn exit_code(status: ExitStatus) -> ExitCode {
 
 /// What `cargo xtask run` does without arguments: a quick traced sweep, then its report.
 pub fn run(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
+    packages::ensure("run", packages::RUN)?;
     build(env)?;
     let bin = cmd::target_dir().join("release/copytrace");
     if !args.is_empty() {
@@ -79,6 +80,7 @@ pub fn run(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 pub fn test(env: &BuildEnv, args: &[String]) -> anyhow::Result<ExitCode> {
+    packages::ensure("test", packages::TEST)?;
     let root = cmd::workspace_root();
     cmd::run(
         env.command("cargo")

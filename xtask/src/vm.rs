@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, setup::BuildEnv};
+use crate::{cmd, packages, setup::BuildEnv};
 
 /// Sends exactly 1,000,000 bytes over loopback (no single quotes: it goes into sh '…').
 const GUEST_SENDER: &str = "import socket, threading
@@ -33,15 +33,6 @@ s = socket.create_connection(srv.getsockname())
 s.sendall(b\"x\" * 1000000)
 s.close(); t.join()
 ";
-
-/// Debian packages the test bed needs.
-const PACKAGES: &[&str] = &[
-    "qemu-system-x86",
-    "busybox-static",
-    "cpio",
-    "kmod",
-    "xz-utils",
-];
 
 /// Modules the guest needs for the 9p shares (dependencies are resolved with modprobe).
 const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
@@ -61,41 +52,6 @@ pub struct VmArgs {
 
 fn vm_dir() -> PathBuf {
     cmd::target_dir().join("vm")
-}
-
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-}
-
-fn ensure_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
-    if missing.is_empty() {
-        eprintln!("xtask: vm-test: packages present: {}", PACKAGES.join(", "));
-        return Ok(());
-    }
-    if !cmd::is_root() {
-        bail!(
-            "missing Debian packages {}: install them (apt-get install {}) or run as root",
-            missing.join(", "),
-            missing.join(" ")
-        );
-    }
-    eprintln!("xtask: vm-test: installing {}", missing.join(", "));
-    let install = |update: bool| -> anyhow::Result<()> {
-        if update {
-            cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
-        }
-        cmd::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    install(false).or_else(|_| install(true))
 }
 
 /// The Debian kernel package for `spec` (`debian-6.1`: what linux-image-amd64 depends on).
@@ -603,7 +559,7 @@ fn check_guest_trace(path: &Path) -> bool {
 
 pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    ensure_packages()?;
+    packages::ensure("vm-test", packages::VM)?;
     let kernel = prepare_kernel(&args.kernel)?;
     let initramfs = build_initramfs(&kernel)?;
     let bins = build_tests(env)?;

@@ -54,7 +54,7 @@ pub struct Args {
     /// Unmeasured time before each run's window. Default 500ms (100ms with --quick).
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
-    /// Runs per cell, for the mean and 95% confidence interval. Default 3 (2 with --quick).
+    /// Runs per cell, for the mean and 95% confidence interval (drawn from 3 on). Default 3.
     #[arg(long)]
     repeat: Option<usize>,
     /// A small sweep that finishes in under a minute: sizes 64,4K,64K,1M, threads 1,2.
@@ -128,7 +128,8 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
         .to_vec()
     });
     sweep::validate(&sizes, &threads).map_err(anyhow::Error::msg)?;
-    let repeat = args.repeat.unwrap_or(if args.quick { 2 } else { 3 });
+    // At least 3 even with --quick: fewer make no confidence interval worth drawing.
+    let repeat = args.repeat.unwrap_or(3);
     if repeat == 0 {
         bail!("--repeat must be at least 1");
     }

@@ -1,6 +1,7 @@
 //! `copytrace report`: a bench result file turned into figures, a self-contained HTML page and
 //! the original study's analysis questions answered from the data.
 pub mod analysis;
+pub mod classes;
 pub mod figures;
 
 use std::{
@@ -8,12 +9,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::bench::{
-    Mode, Pattern,
-    results::{BenchDocument, CellSummary, Record, SCHEMA, SCHEMA_VERSION},
-    size_label,
+use crate::{
+    bench::{
+        Mode, Pattern,
+        results::{BenchDocument, CellSummary, Record, SCHEMA, SCHEMA_VERSION},
+        size_label,
+        stats::Estimate,
+    },
+    trace::planner::names,
 };
 use analysis::{Analysis, analyze, summary};
+use classes::{ByteClasses, DeferredSource};
 use figures::{Figure, LineChart, Pt, Series, StackedBars};
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +168,7 @@ fn series_over_sizes(
             Some(Pt {
                 x: size as f64,
                 y: y * scale,
-                band: ci.map(|c| ((y - c) * scale, (y + c) * scale)),
+                band: ci.map(|(lo, hi)| (lo * scale, hi * scale)),
             })
         })
         .collect();
@@ -174,13 +180,58 @@ fn series_over_sizes(
     }
 }
 
-/// Mean and CI half-width of a statistic, when measured.
-type MeanCi = Option<(f64, Option<f64>)>;
+/// Mean and error bar (low, high) of a statistic, when measured.
+type MeanCi = Option<(f64, Option<(f64, f64)>)>;
 /// One summary statistic.
 type SummaryStat = fn(&CellSummary) -> MeanCi;
 
-fn est(e: &Option<crate::bench::stats::Estimate>) -> MeanCi {
-    e.as_ref().map(|e| (e.mean, e.ci95))
+/// Fewer repeats than this draw min–max instead of a 95 % CI: with 2 samples Student's t is
+/// 12.7, and the interval says nothing about the mean (it reached 146 Gbit/s on a 30 Gbit/s
+/// curve).
+const MIN_CI_REPEATS: usize = 3;
+
+/// The error bar of an estimate: its 95 % CI from `MIN_CI_REPEATS` repeats on, min–max below.
+fn bar(e: &Estimate) -> Option<(f64, f64)> {
+    if e.n >= MIN_CI_REPEATS {
+        e.ci95.map(|c| (e.mean - c, e.mean + c))
+    } else {
+        (e.n >= 2).then_some((e.min, e.max))
+    }
+}
+
+fn est(e: &Option<Estimate>) -> MeanCi {
+    e.as_ref().map(|e| (e.mean, bar(e)))
+}
+
+/// What the error bars of `doc`'s figures are, for the captions.
+fn bars_caption(doc: &BenchDocument) -> String {
+    let ns: Vec<usize> = doc
+        .summary
+        .iter()
+        .filter_map(|s| s.sender_gbps.as_ref().map(|e| e.n))
+        .collect();
+    let (lo, hi) = (
+        ns.iter().copied().min().unwrap_or(0),
+        ns.iter().copied().max().unwrap_or(0),
+    );
+    let ci = "95 % confidence interval of the mean (Student's t) over the repeats";
+    let mm = "min–max of the repeats (fewer than 3: too few for a confidence interval)";
+    if lo >= MIN_CI_REPEATS {
+        format!(
+            "Error bars: {ci} (n = {lo}{}).",
+            if hi > lo {
+                format!("–{hi}")
+            } else {
+                String::new()
+            }
+        )
+    } else if hi >= MIN_CI_REPEATS {
+        format!("Error bars: {ci} where a cell has at least 3 repeats, else {mm}.")
+    } else if hi == 2 {
+        format!("Error bars: {mm}.")
+    } else {
+        "No error bars: one repeat per cell.".to_string()
+    }
 }
 
 /// The first traced record of a cell (it carries the tracer's breakdown).
@@ -242,14 +293,15 @@ struct Built {
 fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
     let t1 = min_threads(doc);
     let modes = doc.config.modes.clone();
+    let bars = bars_caption(doc);
     let mut out = Vec::new();
 
     // 1. Throughput vs size.
     out.push(Built {
         name: "fig1-throughput-vs-size",
         caption: format!(
-            "Throughput (sender side, decimal Gbit/s, mean ± 95 % CI over repeats) against total \
-             message size; stream, {t1} connection(s)."
+            "Throughput (sender side, decimal Gbit/s, mean over repeats) against total message \
+             size; stream, {t1} connection(s). {bars}"
         ),
         figure: Some(Figure::Lines(LineChart {
             title: "Throughput vs message size".into(),
@@ -301,7 +353,7 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
                             Some(Pt {
                                 x: t as f64,
                                 y: e.mean,
-                                band: e.ci95.map(|c| (e.mean - c, e.mean + c)),
+                                band: bar(e),
                             })
                         })
                         .collect(),
@@ -311,7 +363,10 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
         .collect();
     out.push(Built {
         name: "fig2-throughput-vs-threads",
-        caption: "Throughput against connection count, per message size (stream).".into(),
+        caption: format!(
+            "Throughput (mean over repeats) against connection count, per message size \
+             (stream). {bars}"
+        ),
         absent: (threads.len() < 2).then(|| "only one thread count was measured".to_string()),
         figure: (threads.len() >= 2).then_some(Figure::Panels {
             charts: panels,
@@ -348,7 +403,8 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
         name: "fig3-rtt-vs-size",
         caption: format!(
             "Round-trip time of a 16-byte request answered by one message (p50 filled, p99 \
-             hollow), µs, log scale; request/response, {t1} connection(s)."
+             hollow; mean over repeats), µs, log scale; request/response, {t1} connection(s). \
+             {bars}"
         ),
         absent: (!has_rr).then(|| "no request/response runs in this result".to_string()),
         figure: has_rr.then(|| {
@@ -417,73 +473,58 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
         }),
     });
 
-    // 5. Where the bytes went (tracer).
+    // 5. Where the bytes went (tracer): each byte sent in exactly one class.
     let mut groups = Vec::new();
-    let mut deferred_from_completions = false;
+    let mut from_completions = false;
     for &m in &modes {
         for size in sorted_sizes(doc) {
-            let Some(r) = traced(doc, m, size, t1) else {
+            let Some(c) = traced(doc, m, size, t1).and_then(ByteClasses::of) else {
                 continue;
             };
-            let t = r.trace.as_ref().expect("filtered");
-            let sent = r.send_bytes.max(1) as f64;
-            let b = &t.breakdown;
-            let copied = b.bytes_of("user→kernel copy").unwrap_or(0) as f64;
-            let zero = b.bytes_of("zero-copy attach").unwrap_or(0) as f64;
-            let later = match b.bytes_of("deferred copy") {
-                Some(d) => (d + b.deferred_unattributed_bytes.unwrap_or(0)) as f64,
-                None => {
-                    deferred_from_completions = true;
-                    r.zerocopy
-                        .as_ref()
-                        .map_or(0.0, |z| z.stats.copied_bytes as f64)
-                }
-            };
+            from_completions |= c.deferred_source == DeferredSource::CompletionCodes;
             groups.push((
                 format!("{} {}", m.as_str(), size_label(size)),
-                vec![copied / sent, zero / sent, later / sent],
+                c.fractions().to_vec(),
             ));
         }
     }
-    let with_tier = |label: &str, path: &str| {
-        let tier = doc
-            .trace_plan
+    let tier_of = |path: &str| {
+        doc.trace_plan
             .as_ref()
             .and_then(|p| p.iter().find(|d| d.path == path))
-            .map(|d| d.tier);
-        match tier {
-            Some(crate::trace::Tier::Derived) if path == "zero-copy attach" => {
-                "zero-copy requested (MSG_ZEROCOPY, derived)".to_string()
-            }
-            Some(crate::trace::Tier::Derived) => format!("{label} (derived)"),
-            Some(crate::trace::Tier::Unavailable) => format!("{label} (completion codes)"),
-            Some(t) => format!("{label} ({})", t.as_str()),
-            None => label.to_string(),
+            .map(|d| d.tier)
+    };
+    let with_tier = |label: &str, path: &str| match tier_of(path) {
+        Some(t) => format!("{label} ({})", t.as_str()),
+        None => label.to_string(),
+    };
+    // Copied later vs real zero-copy: traced deferred copies, or the completion codes.
+    let split = |label: &str| {
+        if from_completions {
+            format!("{label} (completion codes)")
+        } else {
+            with_tier(label, names::DEFERRED)
         }
     };
-    let tiers = doc
-        .trace_plan
-        .as_ref()
-        .map(|p| {
-            p.iter()
-                .filter(|d| {
-                    ["user→kernel copy", "zero-copy attach", "deferred copy"]
-                        .contains(&d.path.as_str())
-                })
-                .map(|d| format!("{}: {}", d.path, d.tier.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let tiers = [names::COPY, names::ZEROCOPY, names::DEFERRED]
+        .iter()
+        .filter_map(|p| Some(format!("{p}: {}", tier_of(p)?.as_str())))
+        .collect::<Vec<_>>()
+        .join(", ");
     out.push(Built {
         name: "fig5-where-bytes-went",
         caption: format!(
-            "Where the bytes went, per byte sent (traced run, stream, {t1} connection(s)): \
-             copied by the CPU at send time, attached by reference (zero-copy), copied later by \
-             the kernel. Tiers: {tiers}.{}",
-            if deferred_from_completions {
-                " The deferred copies could not be traced on this kernel; they are the bytes \
-                 whose completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED."
+            "Where the bytes went (traced run, stream, {t1} connection(s)): every byte the run's \
+             send calls accepted, counted once, in exactly one class — copied by the CPU at send \
+             time; attached by reference and copied later by the kernel (deferred); attached and \
+             never copied (real zero-copy); not visible with this kernel's tiers. Each bar sums \
+             to 1. Tiers: {tiers}.{}",
+            if from_completions {
+                " The deferred-copy path cannot be traced on this kernel: the split between \
+                 copied later and real zero-copy comes from the completions' ee_code \
+                 (SO_EE_CODE_ZEROCOPY_COPIED), which cannot tell a copy at send time (route \
+                 without scatter-gather) from a deferred one; with the attach path derived \
+                 from MSG_ZEROCOPY requests, such a byte is shown as copied later."
             } else {
                 ""
             }
@@ -494,11 +535,12 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
         figure: (!groups.is_empty()).then(|| {
             Figure::Bars(StackedBars {
                 title: "Where the bytes went".into(),
-                y_label: "bytes per byte sent".into(),
+                y_label: "fraction of bytes sent".into(),
                 components: vec![
-                    with_tier("CPU copy at send", "user→kernel copy"),
-                    with_tier("zero-copy attached", "zero-copy attach"),
-                    with_tier("copied later", "deferred copy"),
+                    with_tier("copied at send", names::COPY),
+                    split("copied later"),
+                    split("real zero-copy"),
+                    "not visible".to_string(),
                 ],
                 groups,
             })
@@ -558,7 +600,7 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
         name: "fig6-cpu-cost",
         caption: format!(
             "CPU cost per GB sent (sender + receiver threads, task-clock with kernel time) and \
-             context switches per GB; stream, {t1} connection(s)."
+             context switches per GB (mean over repeats); stream, {t1} connection(s). {bars}"
         ),
         absent: None,
         figure: Some(Figure::Panels {
