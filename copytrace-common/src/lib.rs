@@ -166,7 +166,23 @@ impl Default for Stats {
     }
 }
 
-/// A system call between its enter and exit tracepoints (key: `pid_tgid`).
+/// [`InFlight::state`] bits.
+pub mod inflight {
+    /// The thread is inside a tracked system call. Without it the entry says the thread is
+    /// *between* tracked calls: entries outlive their calls (until the thread exits), so a
+    /// thread with no entry at all is one not seen since attach, which may be inside a call
+    /// that began before the programs were attached.
+    pub const ACTIVE: u32 = 1;
+    /// The call entered while the trace was armed: it and everything nested in it count, so
+    /// every layer of one call is counted, or none is.
+    pub const IN_WINDOW: u32 = 2;
+    /// Something nested in the call was counted; its exit is still to come (user space waits
+    /// for such calls when it disarms).
+    pub const NESTED: u32 = 4;
+}
+
+/// A thread's tracked system call, between its enter and exit tracepoints (key: `pid_tgid`),
+/// or the thread's state between calls (see [`inflight`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
@@ -185,6 +201,9 @@ pub struct InFlight {
     /// Address family and protocol of the socket (from the socket tracepoint).
     pub family: u16,
     pub proto: u16,
+    /// [`inflight`] bits.
+    pub state: u32,
+    pub _pad: u32,
 }
 
 /// Key of the `ENTRY` map pairing a function's entry with its return (kprobe/kretprobe,
@@ -237,6 +256,9 @@ pub mod counter {
     pub const INFLIGHT_FULL: u32 = 1;
     /// An exit without a matching enter (the call began before we attached).
     pub const UNPAIRED_EXIT: u32 = 2;
+    /// Events of a traced thread not counted because it had not been seen entering or leaving
+    /// a tracked system call since attach (it may be inside one that began before).
+    pub const UNKNOWN_CONTEXT: u32 = 6;
     /// Tracked-process set full: a child could not be followed.
     pub const PIDS_FULL: u32 = 3;
     /// Sampled events dropped because the ring buffer was full.
@@ -389,7 +411,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
         assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
-        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4);
+        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4);
         assert_eq!(size_of::<EntryKey>(), 16);
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);

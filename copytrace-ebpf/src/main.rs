@@ -30,7 +30,7 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use copytrace_common::{
     Config, EntryKey, EntryVal, InFlight, MAX_CONFIG_PIDS, MSG_ZEROCOPY, OffCpu, SpanEvent,
-    StatKey, Stats, TpOffsets, aux, counter, filter, hist_bucket, path, syscall,
+    StatKey, Stats, TpOffsets, aux, counter, filter, hist_bucket, inflight, path, syscall,
 };
 
 /// [`InFlight::sock_seen`]: a socket-layer event (tracepoint) was recorded during the call.
@@ -45,9 +45,18 @@ static CONFIG: Config = Config::ZERO;
 #[map]
 static STATS: PerCpuHashMap<StatKey, Stats> = PerCpuHashMap::with_max_entries(16384, 0);
 
-/// System calls between enter and exit, keyed by pid_tgid.
+/// Traced threads: their tracked system call in flight, or their state between calls, keyed
+/// by pid_tgid. An entry lives from the thread's first tracked call (or exit) after attach
+/// until the thread exits; updating it in place costs less than an insert and a delete per
+/// call.
 #[map]
-static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(16384, 0);
+static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
+
+/// Whether the trace window is open (index 0, non-zero = armed). User space attaches every
+/// program first and then arms them all with one write, and disarms them with one write at
+/// the end, so every layer counts over the same window.
+#[map]
+static ARMED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Function entries waiting for their return (LRU: a missed return cannot leak an entry).
 #[map]
@@ -97,6 +106,11 @@ fn offsets() -> TpOffsets {
 fn now() -> u64 {
     // SAFETY: helper without preconditions.
     unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+fn armed() -> bool {
+    ARMED.get(0).is_some_and(|v| *v != 0)
 }
 
 #[inline(always)]
@@ -220,7 +234,24 @@ fn on_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
         sock_seen: 0,
         family: 0,
         proto: 0,
+        state: inflight::ACTIVE | if armed() { inflight::IN_WINDOW } else { 0 },
+        _pad: 0,
     };
+    match INFLIGHT.get_ptr_mut(pid_tgid) {
+        // SAFETY: valid map value owned by the current task.
+        Some(p) => unsafe { *p = v },
+        None => {
+            if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
+                bump(counter::INFLIGHT_FULL);
+            }
+        }
+    }
+}
+
+/// The thread is between tracked calls from now on (its first exit since attach).
+#[inline(always)]
+fn mark_between_calls(pid_tgid: u64) {
+    let v = InFlight::default();
     if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
@@ -229,16 +260,23 @@ fn on_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, op: u16) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(p) = INFLIGHT.get_ptr(pid_tgid) else {
+    let Some(p) = INFLIGHT.get_ptr_mut(pid_tgid) else {
+        // A call that began before attach: not counted, and the thread is known from now on.
         if traced(pid_tgid) {
             bump(counter::UNPAIRED_EXIT);
+            mark_between_calls(pid_tgid);
         }
         return;
     };
-    // SAFETY: valid map value; copied out before the element is deleted.
-    let f = unsafe { *p };
-    let _ = INFLIGHT.remove(pid_tgid);
-    if f.op != op || (!syscall::socket_only(op) && f.sock_seen == 0) {
+    // SAFETY: valid map value owned by the current task; copied out, then marked idle.
+    let f = unsafe {
+        let f = *p;
+        (*p).state = 0;
+        f
+    };
+    let counted = inflight::ACTIVE | inflight::IN_WINDOW;
+    if f.state & counted != counted || f.op != op || (!syscall::socket_only(op) && f.sock_seen == 0)
+    {
         return;
     }
     // SAFETY: offset from the format file.
@@ -371,6 +409,44 @@ syscall_programs!(sys_enter_read, sys_exit_read, syscall::READ, None);
 /// A socket-layer return (`sock_sendmsg()`/`sock_recvmsg()`): count it, and mark the
 /// in-flight system call as a socket call. `sock_fields` reads (family, protocol) only once
 /// the task is known to be traced.
+/// Does an event of the current thread fall inside the trace window? Inside a tracked call:
+/// when the call entered while armed (so every layer of a call counts, or none). Between
+/// calls: when armed now. A traced thread not seen since attach may be inside a call that
+/// began before; its events are not counted (and counted as such). Returns the thread's
+/// entry and whether it is inside a call.
+#[inline(always)]
+fn window(pid_tgid: u64) -> Option<(*mut InFlight, bool)> {
+    let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) else {
+        if armed() && traced(pid_tgid) {
+            bump(counter::UNKNOWN_CONTEXT);
+        }
+        return None;
+    };
+    // SAFETY: valid map value owned by the current task.
+    let state = unsafe { (*f).state };
+    let in_call = state & inflight::ACTIVE != 0;
+    let counts = if in_call {
+        state & inflight::IN_WINDOW != 0
+    } else {
+        armed()
+    };
+    counts.then_some((f, in_call))
+}
+
+/// [`window`] for probe-tier events nested in a call: also marks the call as having counted
+/// something (user space waits for such calls to exit when it disarms).
+#[inline(always)]
+fn counts(pid_tgid: u64) -> bool {
+    let Some((f, in_call)) = window(pid_tgid) else {
+        return false;
+    };
+    if in_call {
+        // SAFETY: valid map value owned by the current task.
+        unsafe { (*f).state |= inflight::NESTED };
+    }
+    true
+}
+
 #[inline(always)]
 fn sock_event<C: EbpfContext>(
     ctx: &C,
@@ -379,20 +455,19 @@ fn sock_event<C: EbpfContext>(
     sock_fields: impl FnOnce() -> (u16, u16),
 ) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Inside a traced system call the in-flight entry proves the task is traced: one lookup
-    // instead of two on the hot path.
-    let inflight = INFLIGHT.get_ptr_mut(pid_tgid);
-    if inflight.is_none() && !traced(pid_tgid) {
+    // Only traced threads have an entry: one lookup filters and finds the call.
+    let Some((f, in_call)) = window(pid_tgid) else {
         return;
-    }
+    };
     let (family, proto) = sock_fields();
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let bits = (family as u32) << aux::FAMILY_SHIFT;
     record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, None);
-    if let Some(f) = inflight {
+    if in_call {
         // SAFETY: valid map value owned by the current task.
         let tcp_start = unsafe {
             (*f).sock_seen = SOCK_SEEN_EVENT;
+            (*f).state |= inflight::NESTED;
             (*f).family = family;
             (*f).proto = proto;
             let t = (*f).tcp_start_ns;
@@ -469,7 +544,10 @@ fn socket_fields(sock: *const u8) -> (u16, u16) {
 #[inline(always)]
 fn sock_hook(sock: *const u8) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) {
+    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid)
+        // SAFETY: valid map value owned by the current task.
+        && unsafe { (*f).state } & inflight::ACTIVE != 0
+    {
         let (family, proto) = socket_fields(sock);
         // SAFETY: valid map value owned by the current task.
         unsafe {
@@ -585,16 +663,25 @@ fn pair_exit(k: &EntryKey) -> Option<(EntryVal, u64)> {
     Some((v, now().saturating_sub(v.start_ns)))
 }
 
-/// Is the current task inside a send-type system call? Returns its in-flight entry.
+/// Is the current task inside a tracked system call that counts? Returns its entry.
+#[inline(always)]
+fn in_call(pid_tgid: u64) -> Option<*mut InFlight> {
+    let f = INFLIGHT.get_ptr_mut(pid_tgid)?;
+    let counted = inflight::ACTIVE | inflight::IN_WINDOW;
+    // SAFETY: valid map value.
+    (unsafe { (*f).state } & counted == counted).then_some(f)
+}
+
+/// [`in_call`], for send-type calls only.
 #[inline(always)]
 fn in_send(pid_tgid: u64) -> Option<*mut InFlight> {
-    let f = INFLIGHT.get_ptr_mut(pid_tgid)?;
+    let f = in_call(pid_tgid)?;
     // SAFETY: valid map value.
     syscall::is_send(unsafe { (*f).op }).then_some(f)
 }
 
-/// Key for events that may run in another task's context: the traced task's own key, or
-/// tgid 0 ("not attributable") when the current task is not traced.
+/// Key for events that may run in another task's context (counted while armed): the traced
+/// task's own key, or tgid 0 ("not attributable") when the current task is not traced.
 #[inline(always)]
 fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
     if traced(pid_tgid) {
@@ -609,7 +696,7 @@ fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
 #[inline(always)]
 fn tcp_enter() {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if traced(pid_tgid) {
+    if counts(pid_tgid) {
         pair_enter(&entry_key(pid_tgid, path::TCP_SENDMSG), 0);
     }
 }
@@ -660,7 +747,7 @@ pub fn krp_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
 /// tasks have one, so no filter lookup); `sock:sock_send_length` (the return) stops it.
 #[tracepoint]
 pub fn tcp_sendmsg_locked(_ctx: TracePointContext) -> u32 {
-    if let Some(f) = INFLIGHT.get_ptr_mut(bpf_get_current_pid_tgid()) {
+    if let Some(f) = in_call(bpf_get_current_pid_tgid()) {
         // SAFETY: valid map value owned by the current task.
         unsafe {
             if (*f).tcp_start_ns == 0 {
@@ -679,9 +766,6 @@ fn usercopy(n: u64, to_user: bool) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
-        return;
-    }
     // Only copies inside a send call count; they are attributed at its exit, once we know the
     // call really went to a socket.
     if let Some(f) = in_send(pid_tgid) {
@@ -714,7 +798,7 @@ pub fn kp_usercopy(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn zc_enter() {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if traced(pid_tgid) {
+    if counts(pid_tgid) {
         pair_enter(&entry_key(pid_tgid, path::ZEROCOPY), 0);
     }
 }
@@ -765,7 +849,9 @@ pub fn krp_zc_iter(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn pin_enter(nr_pages: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if traced(pid_tgid) && in_send(pid_tgid).is_some() {
+    if let Some(f) = in_send(pid_tgid) {
+        // SAFETY: valid map value owned by the current task.
+        unsafe { (*f).state |= inflight::NESTED };
         pair_enter(&entry_key(pid_tgid, path::PIN_PAGES), nr_pages);
     }
 }
@@ -825,6 +911,9 @@ pub fn krp_pin(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn ubufs_enter(skb: *const u8) {
+    if !armed() {
+        return;
+    }
     let off = offsets().skb_data_len;
     let bytes = if off == 0 {
         0
@@ -886,6 +975,9 @@ pub fn krp_ubufs(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn zc_completion(success: bool) {
+    if !armed() {
+        return;
+    }
     let k = attributed_key(
         bpf_get_current_pid_tgid(),
         path::ZC_COMPLETION,
@@ -914,7 +1006,7 @@ pub fn kp_zc_done(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn recv_enter(len: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if traced(pid_tgid) {
+    if counts(pid_tgid) {
         pair_enter(&entry_key(pid_tgid, path::RECV_COPY), len);
     }
 }
@@ -968,7 +1060,7 @@ pub fn krp_recv_copy(ctx: RetProbeContext) -> u32 {
 #[tracepoint]
 pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
+    if !counts(pid_tgid) {
         return 0;
     }
     // SAFETY: offset from the format file.
@@ -991,7 +1083,7 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     // Runs in the context of the task being switched out.
     let prev = bpf_get_current_pid_tgid();
     let t = now();
-    if traced(prev) && prev as u32 != 0 {
+    if prev as u32 != 0 && traced(prev) && armed() {
         let v = OffCpu {
             since_ns: t,
             tgid: (prev >> 32) as u32,

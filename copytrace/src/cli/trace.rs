@@ -236,7 +236,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let elapsed = started.elapsed();
-    let snap = tracer.snapshot()?;
+    let straddling = tracer.disarm()?;
+    let mut snap = tracer.snapshot()?;
+    snap.counters.straddling_calls = straddling as u64;
     tracer.flush_logs();
     tracer.drain_spans(&mut spans);
     spans.truncate(MAX_SPANS);

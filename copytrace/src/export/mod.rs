@@ -13,8 +13,8 @@
 //!   "breakdown": {paths: [{path, tier, calls, bytes, errors, total_ns, ...}], ...},
 //!   "threads": [{tgid, tid, comm, syscalls: [...]}],     // with --threads
 //!   "intervals": [{end_s, syscalls: [...]}],             // with -i
-//!   "counters": {stats_full, inflight_full, unpaired_exits, pids_full, entry_full,
-//!                ringbuf_full, events},
+//!   "counters": {stats_full, inflight_full, unpaired_exits, unknown_context,
+//!                straddling_calls, pids_full, entry_full, ringbuf_full, events},
 //!   "spans": {sampled, written, sample_every}
 //! }
 //! ```

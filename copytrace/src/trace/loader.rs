@@ -6,11 +6,15 @@
 //! written into the `CONFIG` global before load.
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, RingBuf},
+    maps::{Array, HashMap, MapData, RingBuf},
 };
-use copytrace_common::{Config, MAX_CONFIG_PIDS, SpanEvent, TpOffsets, filter, syscall};
+use copytrace_common::{
+    Config, InFlight, MAX_CONFIG_PIDS, SpanEvent, TpOffsets, filter, inflight, syscall,
+};
 use log::debug;
 
 use crate::{
@@ -22,6 +26,11 @@ use crate::{
         tracefs::{self, Format},
     },
 };
+
+/// How long [`Tracer::disarm`] waits for calls that straddle the end of the window. A send
+/// is between its socket-layer return and its exit for microseconds; only a receive blocked
+/// with part of its data copied (MSG_WAITALL) stays longer.
+const DISARM_WAIT: Duration = Duration::from_millis(250);
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/copytrace"));
@@ -253,11 +262,51 @@ impl Tracer {
             decisions,
             spans,
         };
-        // Tracing of the given processes starts here, with everything in place.
         for tgid in &opts.pids {
             tracer.add_pid(*tgid)?;
         }
+        // Everything is attached: open the window for every program at one instant.
+        tracer.set_armed(true)?;
         Ok(tracer)
+    }
+
+    fn set_armed(&mut self, on: bool) -> Result<()> {
+        let mut armed: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, "ARMED")?;
+        armed.set(0, u32::from(on), 0).map_err(|source| Error::Map {
+            map: "ARMED".into(),
+            source,
+        })
+    }
+
+    /// Close the window for every program at one instant, then wait (briefly) for the calls
+    /// that entered inside it and already counted a nested event to exit, so the next
+    /// snapshot has every layer of every counted call. Returns how many such calls were still
+    /// in flight when the wait gave up (their nested events are counted, the calls are not).
+    pub fn disarm(&mut self) -> Result<usize> {
+        self.set_armed(false)?;
+        let deadline = Instant::now() + DISARM_WAIT;
+        loop {
+            let open = self.open_calls()?;
+            if open == 0 || Instant::now() >= deadline {
+                return Ok(open);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Calls inside the window that counted a nested event and have not exited yet.
+    fn open_calls(&self) -> Result<usize> {
+        let m: HashMap<&MapData, u64, InFlight> = map_ref(&self.ebpf, "INFLIGHT")?;
+        let open = inflight::ACTIVE | inflight::IN_WINDOW | inflight::NESTED;
+        let mut n = 0;
+        for item in m.iter() {
+            let (_, f) = item.map_err(|source| Error::Map {
+                map: "INFLIGHT".into(),
+                source,
+            })?;
+            n += usize::from(f.state & open == open);
+        }
+        Ok(n)
     }
 
     /// Put `tgid` in the `PIDS` map (consulted when the config list does not suffice).

@@ -58,11 +58,19 @@ pub fn breakdown(snap: &Snapshot) -> String {
     }
     let c = snap.counters;
     out.push_str(&format!(
-        "\n(p50/p99 are upper bounds of log2 buckets) events {}, lost {}, exits without a \
-         traced enter {}\n",
+        "\n(p50/p99 are upper bounds of log2 buckets) events {}, lost {}, calls in flight at \
+         attach (not counted) {}, events of threads not yet seen in a call (not counted) {}\n",
         c.events,
         c.lost(),
-        c.unpaired_exits
+        c.unpaired_exits,
+        c.unknown_context
     ));
+    if c.straddling_calls > 0 {
+        out.push_str(&format!(
+            "{} call(s) still in flight when the trace ended: their nested events are \
+             counted, the calls are not\n",
+            c.straddling_calls
+        ));
+    }
     out
 }

@@ -71,6 +71,14 @@ pub struct Counters {
     pub inflight_full: u64,
     /// Exits whose enter happened before attach (not counted).
     pub unpaired_exits: u64,
+    /// Events of traced threads not seen in a tracked system call since attach (not counted:
+    /// the thread may have been inside a call that began before the trace).
+    #[serde(default)]
+    pub unknown_context: u64,
+    /// Calls still in flight when the trace ended whose nested events were counted (the
+    /// calls themselves are not): 0 unless a receive blocked with part of its data copied.
+    #[serde(default)]
+    pub straddling_calls: u64,
     /// Children that could not be followed (pid map full).
     pub pids_full: u64,
     /// Probed calls not counted because the entry/return map was full.
@@ -92,6 +100,8 @@ impl Counters {
             stats_full: self.stats_full.saturating_sub(e.stats_full),
             inflight_full: self.inflight_full.saturating_sub(e.inflight_full),
             unpaired_exits: self.unpaired_exits.saturating_sub(e.unpaired_exits),
+            unknown_context: self.unknown_context.saturating_sub(e.unknown_context),
+            straddling_calls: self.straddling_calls,
             pids_full: self.pids_full.saturating_sub(e.pids_full),
             entry_full: self.entry_full.saturating_sub(e.entry_full),
             ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
@@ -136,6 +146,8 @@ impl Snapshot {
             stats_full: get(counter::STATS_FULL)?,
             inflight_full: get(counter::INFLIGHT_FULL)?,
             unpaired_exits: get(counter::UNPAIRED_EXIT)?,
+            unknown_context: get(counter::UNKNOWN_CONTEXT)?,
+            straddling_calls: 0,
             pids_full: get(counter::PIDS_FULL)?,
             entry_full: get(counter::ENTRY_FULL)?,
             ringbuf_full: get(counter::RINGBUF_FULL)?,
