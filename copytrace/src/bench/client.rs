@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 
 use crate::{
     bench::{
-        Mode, Pattern,
-        message::Verifier,
+        Mode, Pattern, Verify,
+        message::{AlignedBuf, Verifier},
         sender::{Sender, SenderStats, new_sender},
         server::set_int_opt,
         wire::{self, Hello, PROTOCOL_VERSION, Report},
@@ -30,6 +30,7 @@ pub struct ConnSpec {
     pub size: usize,
     pub conn: u32,
     pub hardware_counters: bool,
+    pub verify: Verify,
     pub zerocopy: ZeroCopyOptions,
     /// Test knobs passed to the server.
     pub read_delay_ms: u64,
@@ -96,6 +97,7 @@ pub fn connect(spec: &ConnSpec) -> io::Result<Connected> {
             size: spec.size,
             conn: spec.conn,
             hardware_counters: spec.hardware_counters,
+            verify: spec.verify,
             read_delay_ms: spec.read_delay_ms,
             rcvbuf: spec.rcvbuf,
         },
@@ -124,7 +126,7 @@ pub fn connect(spec: &ConnSpec) -> io::Result<Connected> {
         // 1 ns .. 60 s at 3 significant digits.
         Pattern::Rr => (
             None,
-            Some(Verifier::new(spec.conn, spec.size)),
+            Some(Verifier::new(spec.conn, spec.size, spec.verify)),
             Some(
                 Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
                     .map_err(|e| io::Error::other(format!("histogram: {e}")))?,
@@ -235,7 +237,7 @@ fn run_rr(c: Connected, spec: &ConnSpec, w: Window, stop: &AtomicBool) -> io::Re
     } = c;
     let mut v = verifier.expect("rr connections have a verifier");
     let mut hist = hist.expect("rr connections have a histogram");
-    let mut buf = vec![0u8; spec.size.min(1 << 20)];
+    let mut buf = AlignedBuf::new(spec.size.min(1 << 20), AlignedBuf::PAGE);
     let (mut seq, mut measured_messages) = (0u64, 0u64);
     let (mut first, mut last) = (None, None);
     let mut corruption = None;

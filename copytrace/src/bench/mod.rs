@@ -50,6 +50,30 @@ impl Mode {
     }
 }
 
+/// How much of every received message the receiver checks.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verify {
+    /// Every byte against the expected pattern: catches any corruption, at the cost of a
+    /// second pass over the data on the receiving CPU.
+    #[default]
+    Full,
+    /// The 8-byte stamp at the start of every field (message, field, measured flag): catches
+    /// reordering and a buffer reused before the kernel was done with it, and costs nothing.
+    Stamps,
+}
+
+impl Verify {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::Full => "full",
+            Verify::Stamps => "stamps",
+        }
+    }
+}
+
 /// What the connection does.
 #[derive(
     Clone,

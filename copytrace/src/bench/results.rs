@@ -31,7 +31,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bench::{Mode, Pattern, size_label, stats::Estimate, zerocopy::ZeroCopyStats},
+    bench::{Mode, Pattern, Verify, size_label, stats::Estimate, zerocopy::ZeroCopyStats},
     counters::CounterValues,
     features::Feature,
     table::Table,
@@ -309,6 +309,9 @@ pub struct ConfigEcho {
     pub topology: String,
     pub size_meaning: String,
     pub trace: bool,
+    /// How much of each message the receiver checked (absent in older results: full).
+    #[serde(default)]
+    pub verify: Verify,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::{
     Mode,
-    message::{FIELDS, Message},
+    message::{AlignedBuf, FIELDS, Message},
     zerocopy::{ZeroCopySender, ZeroCopyStats},
 };
 
@@ -100,7 +100,7 @@ pub fn sendmsg_all(
 pub struct TwoCopy {
     fd: RawFd,
     msg: Message,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     stats: SenderStats,
 }
 
@@ -109,7 +109,7 @@ impl TwoCopy {
         TwoCopy {
             fd,
             msg: Message::new(conn, size),
-            buf: vec![0; size],
+            buf: AlignedBuf::new(size, AlignedBuf::PAGE),
             stats: SenderStats::default(),
         }
     }
@@ -175,7 +175,7 @@ impl OneCopy {
 impl Sender for OneCopy {
     fn send(&mut self, seq: u64, measured: bool) -> io::Result<()> {
         self.msg.stamp(seq, measured);
-        let parts: [&[u8]; FIELDS] = std::array::from_fn(|i| self.msg.fields[i].as_slice());
+        let parts: [&[u8]; FIELDS] = std::array::from_fn(|i| &self.msg.fields[i][..]);
         let stats = &mut self.stats;
         sendmsg_all(self.fd, &parts, 0, |n| {
             stats.syscalls += 1;

@@ -15,7 +15,7 @@ use std::{
 use crate::{
     bench::{
         Pattern,
-        message::Verifier,
+        message::{AlignedBuf, Verifier},
         sender::{Sender, new_sender},
         wire::{self, Hello, PROTOCOL_VERSION, REQUEST_LEN, Report},
         zerocopy::ZeroCopyOptions,
@@ -115,7 +115,7 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
     let counters = ThreadCounters::open(hello.hardware_counters)?;
     let report = match hello.pattern {
         Pattern::Stream => {
-            let v = Verifier::new(hello.conn, hello.size);
+            let v = Verifier::new(hello.conn, hello.size, hello.verify);
             wire::write_frame(&mut s, &wire::READY)?;
             if hello.read_delay_ms > 0 {
                 thread::sleep(Duration::from_millis(hello.read_delay_ms));
@@ -174,7 +174,7 @@ fn receive_stream(
     mut v: Verifier,
     mut counters: ThreadCounters,
 ) -> io::Result<Report> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = AlignedBuf::new(1 << 20, AlignedBuf::PAGE);
     let mut corruption = None;
     let mut enabled = false;
     loop {

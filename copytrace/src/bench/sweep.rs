@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     bench::{
-        Mode, Pattern,
+        Mode, Pattern, Verify,
         client::{self, ConnResult, ConnSpec, Window},
         message::MIN_SIZE,
         netns::{self, NetnsPair},
@@ -105,6 +105,7 @@ pub struct Env {
     pub server_addr: SocketAddr,
     pub client_netns: Option<PathBuf>,
     pub hardware_counters: bool,
+    pub verify: Verify,
     pub faults: FaultInjection,
     // Field order matters for drop: stop the server before deleting its namespace.
     _server: Option<Server>,
@@ -117,6 +118,7 @@ impl Env {
         topology: Topology,
         port: u16,
         hardware_counters: bool,
+        verify: Verify,
         faults: FaultInjection,
     ) -> io::Result<Env> {
         match &topology {
@@ -129,6 +131,7 @@ impl Env {
                     topology,
                     client_netns: None,
                     hardware_counters,
+                    verify,
                     faults,
                     _server: Some(server),
                     _netns: None,
@@ -151,6 +154,7 @@ impl Env {
                     topology,
                     client_netns: Some(pair.client_path()),
                     hardware_counters,
+                    verify,
                     faults,
                     _server: Some(server),
                     _netns: Some(pair),
@@ -161,6 +165,7 @@ impl Env {
                 topology: topology.clone(),
                 client_netns: None,
                 hardware_counters,
+                verify,
                 faults,
                 _server: None,
                 _netns: None,
@@ -193,6 +198,7 @@ pub fn run_cell(
             size: cell.size,
             conn: i as u32,
             hardware_counters: env.hardware_counters,
+            verify: env.verify,
             zerocopy: zc,
             read_delay_ms: env.faults.server_read_delay_ms,
             rcvbuf: env.faults.server_rcvbuf,

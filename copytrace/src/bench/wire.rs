@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
-    bench::{Mode, Pattern, sender::SenderStats},
+    bench::{Mode, Pattern, Verify, sender::SenderStats},
     counters::CounterValues,
 };
 
@@ -27,6 +27,9 @@ pub struct Hello {
     pub conn: u32,
     /// Open hardware counters on the server side too.
     pub hardware_counters: bool,
+    /// How much of each message the receiving side checks (absent from older peers: full).
+    #[serde(default)]
+    pub verify: Verify,
     /// Test knob: the server waits this long before reading anything (a slow receiver).
     #[serde(default)]
     pub read_delay_ms: u64,

@@ -287,7 +287,7 @@ impl ZeroCopySender {
             let mut skip = sent;
             let fields = &self.pool[buf].fields;
             let rest: [&[u8]; FIELDS] = std::array::from_fn(|i| {
-                let p = fields[i].as_slice();
+                let p = &fields[i][..];
                 let s = &p[skip.min(p.len())..];
                 skip = skip.saturating_sub(p.len());
                 s

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use copytrace::{
     bench::{
-        Mode, Pattern, parse_size,
+        Mode, Pattern, Verify, parse_size,
         results::{
             self, BenchDocument, ConfigEcho, HardwareCounters, Host, SCHEMA, SCHEMA_VERSION,
         },
@@ -75,6 +75,11 @@ pub struct Args {
     /// Write all records as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// How much of every message the receiver checks: `stamps` (the 8-byte stamp of every
+    /// field, which catches reordering and a zero-copy buffer reused too early) or `full`
+    /// (every byte, a second pass over the data on the receiving CPU).
+    #[arg(long, value_enum, default_value = "stamps")]
+    verify: Verify,
     /// Attach the eBPF tracer and record where each run's bytes went (default when root).
     #[arg(long, overrides_with = "no_trace")]
     trace: bool,
@@ -221,6 +226,7 @@ pub fn sweep_document(
         parsed.topology.clone(),
         args.port,
         hw.is_ok(),
+        args.verify,
         parsed.faults,
     )?;
     // Every connection thread opens these; fail here, once and clearly, if they cannot be.
@@ -318,6 +324,7 @@ pub fn sweep_document(
             topology: parsed.topology.label(),
             size_meaning: "total message size in bytes, split evenly over 8 fields".into(),
             trace,
+            verify: args.verify,
         },
         records,
         summary,

@@ -1,7 +1,9 @@
-//! perf-event counters: software events always, hardware events when the PMU allows.
-//!
-//! Counters are opened per thread (the calling thread, kernel included: without kernel time a
-//! network benchmark measures almost nothing) and enabled only for the measured window.
+//! Per-thread counters for the measured window: the thread's own accounting always (CPU time
+//! with kernel time, context switches, migrations, page faults — see [`thread`]), hardware
+//! perf events (kernel included: without kernel time a network benchmark measures almost
+//! nothing) when the PMU allows.
+pub mod thread;
+
 use std::io;
 
 use perf_event::events::{Cache, CacheOp, CacheResult, Event, Hardware, Software, WhichCache};
@@ -49,20 +51,25 @@ pub fn hardware_pmu_feature() -> Feature {
     }
 }
 
-/// Software events (task-clock, context switches, …) — needed for CPU-cost numbers.
+/// The thread accounting the CPU-cost numbers come from (no perf event, no privilege).
 pub fn software_events_feature() -> Feature {
-    let mut b = perf_event::Builder::new().kind(Software::TASK_CLOCK);
-    b.include_kernel();
-    match b.build() {
-        Ok(_) => Feature {
-            name: "software perf events".into(),
+    match thread::Usage::now() {
+        Ok(u) => Feature {
+            name: "thread accounting".into(),
             status: Status::Yes,
-            detail: "task-clock counter opened (kernel included)".into(),
+            detail: format!(
+                "CLOCK_THREAD_CPUTIME_ID and getrusage(RUSAGE_THREAD); migrations {}",
+                if u.migrations.is_some() {
+                    "from /proc/thread-self/sched"
+                } else {
+                    "from a perf software event (/proc/thread-self/sched missing)"
+                }
+            ),
         },
         Err(e) => Feature {
-            name: "software perf events".into(),
+            name: "thread accounting".into(),
             status: Status::No,
-            detail: format!("perf_event_open(task-clock): {e}"),
+            detail: format!("clock_gettime/getrusage: {e}"),
         },
     }
 }
@@ -116,10 +123,7 @@ impl CounterValues {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    TaskClock,
-    ContextSwitches,
     CpuMigrations,
-    PageFaults,
     Cycles,
     Instructions,
     CacheReferences,
@@ -139,10 +143,7 @@ impl Kind {
             })
         };
         match self {
-            Kind::TaskClock => Software::TASK_CLOCK.into(),
-            Kind::ContextSwitches => Software::CONTEXT_SWITCHES.into(),
             Kind::CpuMigrations => Software::CPU_MIGRATIONS.into(),
-            Kind::PageFaults => Software::PAGE_FAULTS.into(),
             Kind::Cycles => Hardware::CPU_CYCLES.into(),
             Kind::Instructions => Hardware::INSTRUCTIONS.into(),
             Kind::CacheReferences => Hardware::CACHE_REFERENCES.into(),
@@ -155,10 +156,7 @@ impl Kind {
 
     fn set(self, v: &mut CounterValues, n: u64) {
         match self {
-            Kind::TaskClock => v.task_clock_ns = n,
-            Kind::ContextSwitches => v.context_switches = n,
             Kind::CpuMigrations => v.cpu_migrations = n,
-            Kind::PageFaults => v.page_faults = n,
             Kind::Cycles => v.cycles = Some(n),
             Kind::Instructions => v.instructions = Some(n),
             Kind::CacheReferences => v.cache_references = Some(n),
@@ -170,12 +168,6 @@ impl Kind {
     }
 }
 
-const SOFTWARE: [Kind; 4] = [
-    Kind::TaskClock,
-    Kind::ContextSwitches,
-    Kind::CpuMigrations,
-    Kind::PageFaults,
-];
 const HARDWARE: [Kind; 7] = [
     Kind::Cycles,
     Kind::Instructions,
@@ -186,19 +178,29 @@ const HARDWARE: [Kind; 7] = [
     Kind::L1dLoadMisses,
 ];
 
-/// Counters of the calling thread, created disabled.
+/// Counters of the calling thread, created disabled. Every method must be called on the
+/// thread that opened them.
 pub struct ThreadCounters {
-    counters: Vec<(Kind, perf_event::Counter)>,
+    /// Hardware perf events (empty without a PMU).
+    hardware: Vec<(Kind, perf_event::Counter)>,
+    /// A perf software event for migrations, only where the sched file is missing.
+    migrations: Option<perf_event::Counter>,
+    /// Accounting at the last `enable`, while enabled.
+    since: Option<thread::Usage>,
+    /// Accounting summed over enabled stretches.
+    total: thread::Usage,
 }
 
 impl ThreadCounters {
-    /// Open the software counters (an error if that fails) and, if `hardware`, every hardware
-    /// counter this CPU offers (each one that fails is simply absent from the values).
+    /// Read the thread's accounting (an error if that fails) and open, if `hardware`, every
+    /// hardware counter this CPU offers (each one that fails is simply absent from the values).
     pub fn open(hardware: bool) -> io::Result<ThreadCounters> {
+        let now = thread::Usage::now()?;
+        let migrations = match now.migrations {
+            Some(_) => None,
+            None => Some(Self::build(Kind::CpuMigrations)?),
+        };
         let mut counters = Vec::new();
-        for k in SOFTWARE {
-            counters.push((k, Self::build(k)?));
-        }
         if hardware {
             for k in HARDWARE {
                 if let Ok(c) = Self::build(k) {
@@ -206,7 +208,12 @@ impl ThreadCounters {
                 }
             }
         }
-        Ok(ThreadCounters { counters })
+        Ok(ThreadCounters {
+            hardware: counters,
+            migrations,
+            since: None,
+            total: thread::Usage::default(),
+        })
     }
 
     fn build(k: Kind) -> io::Result<perf_event::Counter> {
@@ -224,31 +231,62 @@ impl ThreadCounters {
         })
     }
 
+    fn perf(&mut self) -> impl Iterator<Item = &mut perf_event::Counter> {
+        self.hardware
+            .iter_mut()
+            .map(|(_, c)| c)
+            .chain(self.migrations.as_mut())
+    }
+
     pub fn enable(&mut self) -> io::Result<()> {
-        for (_, c) in &mut self.counters {
+        for c in self.perf() {
             c.enable()?;
         }
+        self.since = Some(thread::Usage::now()?);
         Ok(())
     }
 
     pub fn disable(&mut self) -> io::Result<()> {
-        for (_, c) in &mut self.counters {
+        if let Some(since) = self.since.take() {
+            self.total.add(&thread::Usage::now()?.since(&since));
+        }
+        for c in self.perf() {
             c.disable()?;
         }
         Ok(())
     }
 
-    /// Current values, scaled up if the kernel multiplexed a counter (time_running <
-    /// time_enabled), as perf does.
+    /// Values counted while enabled; perf counts are scaled up if the kernel multiplexed a
+    /// counter (time_running < time_enabled), as perf does.
     pub fn read(&mut self) -> io::Result<CounterValues> {
-        let mut v = CounterValues::default();
-        for (k, c) in &mut self.counters {
-            let ct = c.read_count_and_time()?;
-            let n = if ct.time_running > 0 && ct.time_running < ct.time_enabled {
-                (ct.count as u128 * ct.time_enabled as u128 / ct.time_running as u128) as u64
-            } else {
-                ct.count
-            };
+        let mut v = CounterValues {
+            task_clock_ns: self.total.cpu_ns,
+            context_switches: self.total.context_switches,
+            cpu_migrations: self.total.migrations.unwrap_or(0),
+            page_faults: self.total.page_faults,
+            ..Default::default()
+        };
+        let kinds: Vec<Kind> = self
+            .hardware
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(self.migrations.as_ref().map(|_| Kind::CpuMigrations))
+            .collect();
+        let counts: Vec<u64> = self
+            .perf()
+            .map(|c| {
+                let ct = c.read_count_and_time()?;
+                Ok(
+                    if ct.time_running > 0 && ct.time_running < ct.time_enabled {
+                        (ct.count as u128 * ct.time_enabled as u128 / ct.time_running as u128)
+                            as u64
+                    } else {
+                        ct.count
+                    },
+                )
+            })
+            .collect::<io::Result<_>>()?;
+        for (k, n) in kinds.into_iter().zip(counts) {
             k.set(&mut v, n);
         }
         Ok(v)
@@ -260,7 +298,6 @@ mod tests {
     use super::*;
 
     #[test]
-    #[ignore = "needs root (kernel-inclusive counting): run with `cargo xtask test`"]
     fn software_counters_count_this_thread_only_while_enabled() {
         let mut c = ThreadCounters::open(false).unwrap();
         let spin = || {
