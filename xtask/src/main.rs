@@ -33,14 +33,18 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// copytrace's two-copy stream next to iperf3 over loopback, as a ratio.
+    /// copytrace's 1 MiB streams next to iperf3 (or, with --rr, its 64 B request/response
+    /// next to sockperf) over loopback, interleaved, as ratios.
     BenchPeers {
         /// Interleaved rounds.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
         /// Seconds per measurement.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 4)]
         seconds: u32,
+        /// Round-trip latency against sockperf instead of throughput against iperf3.
+        #[arg(long)]
+        rr: bool,
     },
     /// Throughput with and without the tracer, interleaved, at 64 B and 64 KiB.
     TraceOverhead {
@@ -75,8 +79,21 @@ fn main() -> ExitCode {
         }
         Command::Run { args } => setup::run().and_then(|env| tasks::run(&env, &args)),
         Command::Test { args } => setup::run().and_then(|env| tasks::test(&env, &args)),
-        Command::BenchPeers { rounds, seconds } => setup::run()
-            .and_then(|env| peers::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
+        Command::BenchPeers {
+            rounds,
+            seconds,
+            rr,
+        } => setup::run().and_then(|env| {
+            peers::run(
+                &env,
+                &peers::PeersArgs {
+                    rounds,
+                    seconds,
+                    rr,
+                },
+            )
+            .map(|_| ExitCode::SUCCESS)
+        }),
         Command::VmTest { kernel, timeout } => setup::run().and_then(|env| {
             vm::run(
                 &env,

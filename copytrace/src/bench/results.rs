@@ -75,7 +75,7 @@ pub struct Counters {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Derived {
-    /// Sender + receiver CPU seconds (task-clock, kernel included) per 1e9 bytes sent.
+    /// Sender + receiver CPU seconds (thread CPU time, kernel included) per 1e9 bytes sent.
     pub cpu_s_per_gb: Option<f64>,
     pub sender_cpu_s_per_gb: Option<f64>,
     pub receiver_cpu_s_per_gb: Option<f64>,

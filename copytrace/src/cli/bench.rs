@@ -261,7 +261,7 @@ pub fn sweep_document(
         "throughput is decimal Gbit/s over each connection's measured wall time, summed over \
          connections; rx/tx compares the receiver's and the sender's view"
             .to_string(),
-        "CPU time is task-clock of the sender and receiver threads with kernel time included; \
+        "CPU time is the sender and receiver threads' own CPU time with kernel time included; \
          softirq work done in ksoftirqd is not attributed"
             .to_string(),
     ];

@@ -520,7 +520,7 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
             })
             .collect();
         format!(
-            "Per-byte CPU cost (sender + receiver task-clock per GB sent) against thread count: \
+            "Per-byte CPU cost (sender + receiver CPU time per GB sent) against thread count: \
              {}. On a machine with {} CPUs, more connections than CPUs share cores and caches.",
             parts.join("; "),
             doc.host.cpus

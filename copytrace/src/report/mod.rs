@@ -599,7 +599,7 @@ fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
     out.push(Built {
         name: "fig6-cpu-cost",
         caption: format!(
-            "CPU cost per GB sent (sender + receiver threads, task-clock with kernel time) and \
+            "CPU cost per GB sent (sender + receiver threads' CPU time, kernel included) and \
              context switches per GB (mean over repeats); stream, {t1} connection(s). {bars}"
         ),
         absent: None,
