@@ -57,8 +57,7 @@ pub fn run(env: &BuildEnv, rounds: u32, seconds: u32) -> anyhow::Result<()> {
     }
     println!(
         "trace-overhead: two-copy stream, 1 connection, {rounds} rounds of {seconds} s untraced \
-         then {:.1} s traced",
-        seconds as f64 / 2.0
+         then {seconds} s traced"
     );
     for (size, rs) in &ratios {
         let mean = rs.iter().sum::<f64>() / rs.len() as f64;

@@ -48,10 +48,10 @@ pub struct Args {
     /// Patterns: stream (throughput) and/or rr (request/response latency).
     #[arg(long, value_delimiter = ',', default_values = ["stream", "rr"])]
     patterns: Vec<Pattern>,
-    /// Measured time per run. Default 2s (0.3s with --quick).
+    /// Measured time per run. Default 2s (0.2s with --quick).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Unmeasured time before each run's window. Default 500ms (100ms with --quick).
+    /// Unmeasured time before each run's window. Default 500ms (80ms with --quick).
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
     /// Runs per cell, for the mean and 95% confidence interval (drawn from 3 on). Default 3.
@@ -139,7 +139,7 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
         bail!("--repeat must be at least 1");
     }
     let duration = args.duration.unwrap_or(if args.quick {
-        Duration::from_millis(300)
+        Duration::from_millis(200)
     } else {
         Duration::from_secs(2)
     });
@@ -147,7 +147,7 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
         bail!("--duration must be greater than zero");
     }
     let warmup = args.warmup.unwrap_or(if args.quick {
-        Duration::from_millis(100)
+        Duration::from_millis(80)
     } else {
         Duration::from_millis(500)
     });
