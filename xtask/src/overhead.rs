@@ -8,27 +8,9 @@ use crate::{setup::BuildEnv, tasks};
 /// (size, untraced Gbit/s, traced Gbit/s) per cell of one traced bench run.
 fn round(env: &BuildEnv, seconds: u32) -> anyhow::Result<Vec<(u64, f64, f64)>> {
     let duration = format!("{seconds}s");
-    let v = tasks::bench_json(
-        env,
-        "trace-overhead",
-        &[
-            "--modes",
-            "two-copy",
-            "--patterns",
-            "stream",
-            "--sizes",
-            "64,64K",
-            "--threads",
-            "1",
-            "--repeat",
-            "1",
-            "--warmup",
-            "500ms",
-            "--duration",
-            &duration,
-            "--trace",
-        ],
-    )?;
+    let mut args = tasks::one_cell("two-copy", "stream", "64,64K", &duration);
+    args.push("--trace");
+    let v = tasks::bench_json(env, "trace-overhead", &args)?;
     v["summary"]
         .as_array()
         .context("no summary")?

@@ -98,30 +98,16 @@ fn sockperf(seconds: u32) -> anyhow::Result<(f64, f64)> {
     Ok((pct("50.000")?, pct("99.000")?))
 }
 
-/// copytrace's sweep arguments for one cell, one repeat.
+/// copytrace's arguments for one untraced cell.
 fn cell_args<'a>(
     mode: &'a str,
     pattern: &'a str,
     size: &'a str,
     duration: &'a str,
 ) -> Vec<&'a str> {
-    vec![
-        "--modes",
-        mode,
-        "--patterns",
-        pattern,
-        "--sizes",
-        size,
-        "--threads",
-        "1",
-        "--repeat",
-        "1",
-        "--warmup",
-        "500ms",
-        "--duration",
-        duration,
-        "--no-trace",
-    ]
+    let mut a = tasks::one_cell(mode, pattern, size, duration);
+    a.push("--no-trace");
+    a
 }
 
 /// One copytrace 1 MiB single-connection stream in `mode`; returns sender Gbit/s.

@@ -40,6 +40,32 @@ pub fn bench_json(env: &BuildEnv, name: &str, args: &[&str]) -> anyhow::Result<s
     Ok(serde_json::from_slice(&bytes)?)
 }
 
+/// `bench` arguments for one cell (`sizes` may list several), one connection, one repeat of
+/// `duration` after a 500 ms warm-up: what the xtask measurements run.
+pub fn one_cell<'a>(
+    mode: &'a str,
+    pattern: &'a str,
+    sizes: &'a str,
+    duration: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--modes",
+        mode,
+        "--patterns",
+        pattern,
+        "--sizes",
+        sizes,
+        "--threads",
+        "1",
+        "--repeat",
+        "1",
+        "--warmup",
+        "500ms",
+        "--duration",
+        duration,
+    ]
+}
+
 pub fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8)
 }
