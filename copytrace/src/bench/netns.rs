@@ -13,9 +13,10 @@ use std::{
 };
 
 const PREFIX: &str = "copytrace-";
-/// Addresses of the project's own two test hosts, inside namespaces we create.
-pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
-pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 2);
+/// Addresses of the project's own two test hosts, inside namespaces we create: from the
+/// benchmark range 198.18.0.0/15 (RFC 2544), which no real network uses.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 pub struct NetnsPair {
     pub client: String,
