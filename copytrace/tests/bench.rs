@@ -504,3 +504,131 @@ fn connect_to_a_separate_serve_process() {
         );
     }
 }
+
+/// Two veth pairs made for one test (a "wire" a–b, and c–d), deleted on drop.
+struct Wires {
+    names: [String; 4],
+}
+
+impl Wires {
+    fn new() -> Wires {
+        let p = std::process::id() % 100_000;
+        let names = ["a", "b", "c", "d"].map(|s| format!("ctw{p}{s}"));
+        for pair in names.chunks(2) {
+            let ok = Command::new("ip")
+                .args([
+                    "link", "add", &pair[0], "type", "veth", "peer", "name", &pair[1],
+                ])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "creating veth {pair:?}");
+        }
+        Wires { names }
+    }
+}
+
+impl Drop for Wires {
+    fn drop(&mut self) {
+        for n in [&self.names[0], &self.names[2]] {
+            let _ = Command::new("ip").args(["link", "del", n]).status();
+        }
+    }
+}
+
+/// What `ip` says about the host's interfaces and namespaces (must be the same after a run).
+fn host_network() -> (String, String) {
+    let out = |args: &[&str]| text(&Command::new("ip").args(args).output().unwrap().stdout);
+    (out(&["-br", "addr"]), out(&["netns", "list"]))
+}
+
+/// `--topology nics`: two host interfaces joined by a wire (here a veth pair) are moved into
+/// copytrace's namespaces for the run and always moved back; what cannot work is refused in
+/// one line before anything is touched, or undone when the wire turns out to be missing.
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn nics_topology_borrows_two_interfaces_and_returns_them() {
+    let _serial = serial();
+    let w = Wires::new();
+    let [a, b, c, _d] = &w.names;
+    let before = host_network();
+    let json = tmp("nics.json");
+    let pair = format!("{a},{b}");
+    let o = run(&[
+        "bench",
+        "--no-trace",
+        "--topology",
+        "nics",
+        "--nics",
+        &pair,
+        "--modes",
+        "zero-copy,two-copy",
+        "--patterns",
+        "stream",
+        "--sizes",
+        "64K",
+        "--threads",
+        "1",
+        "--duration",
+        "200ms",
+        "--repeat",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let doc = load(&json);
+    assert_eq!(doc["config"]["topology"], format!("nics {a} → {b}"));
+    for r in records(&doc) {
+        assert_eq!(r["integrity"], "ok");
+        assert_eq!(r["sender"]["messages"], r["receiver"]["messages"]);
+    }
+    assert_eq!(
+        host_network(),
+        before,
+        "interfaces and namespaces as they were"
+    );
+
+    let unreachable = format!("{a},{c}");
+    let twice = format!("{a},{a}");
+    let missing = format!("{a},ctwnosuch0");
+    let cases: [(&[&str], String); 4] = [
+        (&["--nics", &twice], format!("--nics names `{a}` twice")),
+        (&["--nics", &missing], "`ctwnosuch0` does not exist".into()),
+        (&["--nics", &unreachable], format!("{a} cannot reach {c}")),
+        (&[], "--topology nics needs --nics IF_A,IF_B".into()),
+    ];
+    for (extra, msg) in cases {
+        let mut args = vec![
+            "bench",
+            "--no-trace",
+            "--topology",
+            "nics",
+            "--sizes",
+            "64K",
+        ];
+        args.extend(["--threads", "1", "--duration", "100ms"]);
+        args.extend(extra);
+        assert_one_error_line(&run(&args), &msg);
+        assert_eq!(
+            host_network(),
+            before,
+            "{extra:?} changed the host's network"
+        );
+    }
+    let o = run(&["bench", "--no-trace", "--nics", &pair]);
+    assert_one_error_line(&o, "--nics goes with --topology nics");
+    // An interface this host is using (up, with an address) is not taken.
+    let sh = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success());
+    sh(&["addr", "add", "198.19.255.1/24", "dev", c]);
+    sh(&["link", "set", c, "up"]);
+    let used = host_network();
+    let busy = format!("{a},{c}");
+    let o = run(&["bench", "--no-trace", "--topology", "nics", "--nics", &busy]);
+    assert_one_error_line(
+        &o,
+        &format!("`{c}` is up with addresses in use (198.19.255.1/24)"),
+    );
+    assert_eq!(host_network(), used);
+    drop(w);
+}

@@ -1,5 +1,7 @@
 //! The `netns` topology: two network namespaces joined by a veth pair, created for the run and
-//! always torn down (on drop, which also runs on Ctrl-C and on panic unwinding).
+//! always torn down (on drop, which also runs on Ctrl-C and on panic unwinding). The `nics`
+//! topology: the same two namespaces, each holding one of two network interfaces of this host
+//! that are joined by a wire, moved back (down, addresses flushed) when the run ends.
 //!
 //! Namespaces are named `copytrace-<pid>-{a,b}`; ones left by a copytrace that was killed
 //! (SIGKILL) are removed by the next run.
@@ -21,6 +23,8 @@ pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub struct NetnsPair {
     pub client: String,
     pub server: String,
+    /// Host interfaces moved into the namespaces (`nics`): (namespace, interface).
+    moved: Vec<(String, String)>,
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
@@ -63,15 +67,50 @@ fn remove_stale() {
     }
 }
 
+/// Why `dev` cannot be used for the `nics` topology, if it cannot.
+fn unusable(dev: &str) -> Option<String> {
+    let sys = std::path::Path::new("/sys/class/net").join(dev);
+    if dev.is_empty() || dev.contains('/') || !sys.exists() {
+        return Some(format!("network interface `{dev}` does not exist"));
+    }
+    let flags = std::fs::read_to_string(sys.join("flags")).unwrap_or_default();
+    let up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
+        .is_ok_and(|f| f & libc::IFF_UP as u32 != 0);
+    let addrs = Command::new("ip")
+        .args(["-o", "addr", "show", "dev", dev])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let in_use: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace().skip_while(|w| !w.starts_with("inet"));
+            w.next()?;
+            w.next()
+        })
+        .filter(|a| !a.starts_with("fe80:"))
+        .collect();
+    (up && !in_use.is_empty()).then(|| {
+        format!(
+            "network interface `{dev}` is up with addresses in use ({}): copytrace moves the \
+             interfaces it is given into namespaces of its own and will not take one this host \
+             is using",
+            in_use.join(", ")
+        )
+    })
+}
+
 impl NetnsPair {
-    /// Create both namespaces, the veth pair and addresses. Needs root.
-    pub fn create() -> io::Result<NetnsPair> {
+    /// The two namespaces, empty but for `lo`. Needs root.
+    fn namespaces(topology: &str) -> io::Result<NetnsPair> {
         // SAFETY: no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                "the netns topology needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create \
-                 network namespaces",
+                format!(
+                    "the {topology} topology needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to \
+                     create network namespaces"
+                ),
             ));
         }
         remove_stale();
@@ -79,10 +118,61 @@ impl NetnsPair {
         let pair = NetnsPair {
             client: format!("{PREFIX}{pid}-a"),
             server: format!("{PREFIX}{pid}-b"),
+            moved: Vec::new(),
         };
         // From here on, Drop cleans up whatever was created.
         ip(&["netns", "add", &pair.client])?;
         ip(&["netns", "add", &pair.server])?;
+        Ok(pair)
+    }
+
+    /// Address `dev` (already in `ns`) and bring it and `lo` up.
+    fn address(ns: &str, dev: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/{prefix}"),
+            "dev",
+            dev,
+        ])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])
+    }
+
+    /// Both namespaces, one of this host's interfaces in each (`a` on the sender's side).
+    /// Refuses, before touching anything, an interface that is missing, named twice, or up
+    /// with addresses in use.
+    pub fn with_nics(a: &str, b: &str) -> io::Result<NetnsPair> {
+        if a == b {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--nics names `{a}` twice: give two interfaces joined by a wire"),
+            ));
+        }
+        for dev in [a, b] {
+            if let Some(why) = unusable(dev) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+            }
+        }
+        let mut pair = NetnsPair::namespaces("nics")?;
+        for (ns, dev, addr) in [
+            (pair.client.clone(), a, CLIENT_ADDR),
+            (pair.server.clone(), b, SERVER_ADDR),
+        ] {
+            ip(&["link", "set", "dev", dev, "down"])?;
+            ip(&["link", "set", "dev", dev, "netns", &ns])?;
+            pair.moved.push((ns.clone(), dev.to_string()));
+            Self::address(&ns, dev, addr, 24)?;
+        }
+        Ok(pair)
+    }
+
+    /// Create both namespaces, the veth pair and addresses. Needs root.
+    pub fn create() -> io::Result<NetnsPair> {
+        let pair = NetnsPair::namespaces("netns")?;
+        let pid = std::process::id();
         let (va, vb) = (format!("ct{pid}a"), format!("ct{pid}b"));
         ip(&[
             "link",
@@ -102,9 +192,7 @@ impl NetnsPair {
             (&pair.client, &va, CLIENT_ADDR),
             (&pair.server, &vb, SERVER_ADDR),
         ] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            Self::address(ns, dev, addr, 30)?;
         }
         Ok(pair)
     }
@@ -124,6 +212,16 @@ impl NetnsPair {
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
+        // Host interfaces go back as they came: down and without addresses (deleting the
+        // namespace would also return a physical device, but destroy a veth end).
+        for (ns, dev) in self.moved.drain(..).rev() {
+            let back = ip(&["-n", &ns, "link", "set", "dev", &dev, "down"])
+                .and_then(|()| ip(&["-n", &ns, "addr", "flush", "dev", &dev]))
+                .and_then(|()| ip(&["-n", &ns, "link", "set", "dev", &dev, "netns", "1"]));
+            if let Err(e) = back {
+                log::warn!("moving {dev} back from namespace {ns}: {e}");
+            }
+        }
         for ns in [&self.client, &self.server] {
             if netns_path(ns).exists()
                 && let Err(e) = ip(&["netns", "del", ns])

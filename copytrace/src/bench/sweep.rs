@@ -36,6 +36,9 @@ pub enum Topology {
     Loopback,
     /// Two network namespaces joined by veth, created and torn down by copytrace.
     Netns,
+    /// Two interfaces of this host joined by a wire (sender's, receiver's), each moved into one
+    /// of copytrace's namespaces for the run.
+    Nics(String, String),
     /// A `copytrace serve` elsewhere.
     Remote(SocketAddr),
 }
@@ -45,6 +48,7 @@ impl Topology {
         match self {
             Topology::Loopback => "loopback".into(),
             Topology::Netns => "netns (veth)".into(),
+            Topology::Nics(a, b) => format!("nics {a} → {b}"),
             Topology::Remote(a) => format!("remote {a}"),
         }
     }
@@ -137,12 +141,18 @@ impl Env {
                     _netns: None,
                 })
             }
-            Topology::Netns => {
-                let pair = NetnsPair::create()?;
+            Topology::Netns | Topology::Nics(..) => {
+                let pair = match &topology {
+                    Topology::Nics(a, b) => NetnsPair::with_nics(a, b)?,
+                    _ => NetnsPair::create()?,
+                };
                 let ip = pair.server_ip();
                 let listener = netns::run_in(Some(pair.server_path()), move || {
                     server::bind(SocketAddr::new(ip, port))
                 })?;
+                if let Topology::Nics(a, b) = &topology {
+                    check_reachable(&pair, a, b)?;
+                }
                 if let Some(v) = faults.optmem_max {
                     for ns in [pair.client_path(), pair.server_path()] {
                         netns::sysctl_in(ns, "net.core.optmem_max", v.to_string())?;
@@ -151,8 +161,8 @@ impl Env {
                 let server = Server::spawn(listener)?;
                 Ok(Env {
                     server_addr: server.addr(),
-                    topology,
                     client_netns: Some(pair.client_path()),
+                    topology,
                     hardware_counters,
                     verify,
                     faults,
@@ -172,6 +182,30 @@ impl Env {
             }),
         }
     }
+}
+
+/// Before measuring over two host interfaces: can the sender's side reach the receiver's? A
+/// TCP handshake to a throwaway listener, from the client namespace, within 3 s.
+fn check_reachable(pair: &NetnsPair, a: &str, b: &str) -> io::Result<()> {
+    let ip = pair.server_ip();
+    let probe = netns::run_in(Some(pair.server_path()), move || {
+        std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+    })?;
+    let addr = probe.local_addr()?;
+    let (a, b) = (a.to_string(), b.to_string());
+    netns::run_in(Some(pair.client_path()), move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .map(drop)
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!(
+                        "{a} cannot reach {b} (no TCP handshake from {a} to {addr} on {b} in \
+                         3 s: {e}): are they joined by a wire?"
+                    ),
+                )
+            })
+    })
 }
 
 /// Run one cell: `threads` connections measuring the same window. `None` if interrupted.

@@ -31,6 +31,9 @@ pub enum TopologyArg {
     Loopback,
     /// Two network namespaces joined by a veth pair (created and removed by copytrace; root).
     Netns,
+    /// Two interfaces of this host joined by a wire (`--nics SENDER,RECEIVER`), each moved into
+    /// a namespace of copytrace's for the run and moved back after (root).
+    Nics,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +66,11 @@ pub struct Args {
     /// Where the receiver runs.
     #[arg(long, value_enum, default_value = "loopback")]
     topology: TopologyArg,
+    /// With `--topology nics`: the sender's and the receiver's interface, joined by a wire,
+    /// down or without addresses (they are moved into copytrace's namespaces and addressed
+    /// from 198.18.0.0/24).
+    #[arg(long, value_delimiter = ',', value_name = "IF_A,IF_B")]
+    nics: Option<Vec<String>>,
     /// Run against `copytrace serve` on another host instead of a local receiver.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "topology")]
     connect: Option<String>,
@@ -160,7 +168,14 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
         ),
         (None, TopologyArg::Loopback) => Topology::Loopback,
         (None, TopologyArg::Netns) => Topology::Netns,
+        (None, TopologyArg::Nics) => match args.nics.as_deref() {
+            Some([a, b]) => Topology::Nics(a.clone(), b.clone()),
+            _ => bail!("--topology nics needs --nics IF_A,IF_B: two interfaces joined by a wire"),
+        },
     };
+    if args.nics.is_some() && !matches!(topology, Topology::Nics(..)) {
+        bail!("--nics goes with --topology nics");
+    }
     if args.optmem_max.is_some() && topology != Topology::Netns {
         bail!("--optmem-max needs --topology netns (it is set in copytrace's own namespaces only)");
     }
