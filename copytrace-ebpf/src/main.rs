@@ -766,13 +766,17 @@ fn usercopy(n: u64, to_user: bool) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Only copies inside a send call count; they are attributed at its exit, once we know the
-    // call really went to a socket.
+    // Only copies inside a send call count, and only once the call has reached the socket
+    // layer (its LSM hook marks the call): before that, sendmsg copies its iovec array in
+    // (16 bytes per entry, through the same check), which is metadata, not data sent. They
+    // are attributed at the call's exit, once we know the call really went to a socket.
     if let Some(f) = in_send(pid_tgid) {
         // SAFETY: valid map value owned by the current task.
         unsafe {
-            (*f).copied += n;
-            (*f).copy_calls += 1;
+            if (*f).sock_seen != 0 {
+                (*f).copied += n;
+                (*f).copy_calls += 1;
+            }
         }
     }
 }

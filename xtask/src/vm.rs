@@ -34,8 +34,9 @@ s.sendall(b\"x\" * 1000000)
 s.close(); t.join()
 ";
 
-/// Modules the guest needs for the 9p shares (dependencies are resolved with modprobe).
-const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
+/// Modules the guest needs for the 9p shares and its two NICs (dependencies are resolved with
+/// modprobe).
+const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "e1000"];
 
 /// Test binaries (integration test targets of the copytrace package) run in the guest, with a
 /// name filter each. `guest_tier` holds the tests that only make sense with probes available.
@@ -190,7 +191,7 @@ for a in $(cat /proc/cmdline); do
     ct.cmd=*) CMD=${a#ct.cmd=};;
   esac
 done
-modprobe virtio_pci && modprobe 9pnet_virtio && modprobe 9p || echo "COPYTRACE-VM: module load failed"
+modprobe virtio_pci && modprobe 9pnet_virtio && modprobe 9p && modprobe e1000 || echo "COPYTRACE-VM: module load failed"
 mkdir -p "$WS"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=none ws "$WS" || echo "COPYTRACE-VM: workspace mount failed"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose,ro hostusr /usr || echo "COPYTRACE-VM: /usr mount failed"
@@ -335,7 +336,9 @@ fn guest_script(
     let mut s =
         String::from("#!/bin/sh\n# Written by cargo xtask vm-test; runs inside the guest.\n");
     s.push_str(&format!(
-        "cd '{}'\nOUT='{}'\nexport RUST_BACKTRACE=1 COPYTRACE_GUEST=1 HOME=/tmp\nRC=0\n",
+        "cd '{}'\nOUT='{}'\nexport RUST_BACKTRACE=1 COPYTRACE_GUEST=1 HOME=/tmp\n\
+         # iproute2's ip (the host's, over the /usr share) before busybox's: netns support.\n\
+         export PATH=/usr/bin:$PATH\nmkdir -p /run/netns\nRC=0\n",
         ws.display(),
         out.display()
     ));
@@ -408,6 +411,22 @@ fn boot(
         "-no-reboot",
         "-nic",
         "none",
+    ])
+    // Two e1000 NICs joined by a QEMU hub that leads nowhere else: the guest's "wire" (no host
+    // interface, no other address). e1000's device model does scatter-gather, checksum and TSO
+    // itself, so the guest's TCP transmits MSG_ZEROCOPY data straight from the pinned pages
+    // (completions without SO_EE_CODE_ZEROCOPY_COPIED).
+    .args([
+        "-netdev",
+        "hubport,id=wire0,hubid=0",
+        "-device",
+        "e1000,netdev=wire0",
+    ])
+    .args([
+        "-netdev",
+        "hubport,id=wire1,hubid=0",
+        "-device",
+        "e1000,netdev=wire1",
     ])
     .arg("-kernel")
     .arg(&k.vmlinux)
