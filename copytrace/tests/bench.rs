@@ -583,11 +583,56 @@ fn nics_topology_borrows_two_interfaces_and_returns_them() {
         assert_eq!(r["integrity"], "ok");
         assert_eq!(r["sender"]["messages"], r["receiver"]["messages"]);
     }
+    // A veth "wire" delivers to a local socket: copied later, and named so.
+    let zc = |doc: &Value| -> Value {
+        records(doc)
+            .iter()
+            .find(|r| r["mode"] == "zero-copy")
+            .unwrap()["zerocopy"]
+            .clone()
+    };
+    let z = zc(&doc);
+    assert_eq!(z["copied_fraction"], 1.0, "{z}");
+    let cause = z["cause"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("delivered to a local socket"), "{z}");
     assert_eq!(
         host_network(),
         before,
         "interfaces and namespaces as they were"
     );
+    // Without scatter-gather on the sender's interface TCP copies at send time: another cause.
+    let ethtool = |on: &str| {
+        let ok = Command::new("ethtool").args(["-K", a, "sg", on]).status();
+        assert!(ok.unwrap().success(), "ethtool -K {a} sg {on}");
+    };
+    ethtool("off");
+    let o = run(&[
+        "bench",
+        "--no-trace",
+        "--topology",
+        "nics",
+        "--nics",
+        &pair,
+        "--modes",
+        "zero-copy",
+        "--patterns",
+        "stream",
+        "--sizes",
+        "64K",
+        "--threads",
+        "1",
+        "--duration",
+        "200ms",
+        "--repeat",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    ethtool("on");
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let z = zc(&load(&json));
+    let cause = z["cause"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("route without scatter-gather"), "{z}");
 
     let unreachable = format!("{a},{c}");
     let twice = format!("{a},{a}");

@@ -18,6 +18,10 @@ pub const TEST: &[Need] = &[
     ("iproute2", "the netns topology"),
     ("fonts-dejavu-core", "text in PNG figures"),
     ("chromium", "the report page screenshot test"),
+    (
+        "ethtool",
+        "turning an interface's offloads off in the nics topology test",
+    ),
 ];
 
 /// What `cargo xtask run` needs: the report's PNG figures have text.

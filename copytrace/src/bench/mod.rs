@@ -1,5 +1,6 @@
 //! The benchmark engine: two-copy, one-copy and zero-copy TCP senders, a verifying receiver,
 //! stream and request/response patterns, and sweeps over modes × sizes × threads × repeats.
+pub mod cause;
 pub mod client;
 pub mod message;
 pub mod netns;

@@ -124,6 +124,9 @@ pub struct ZeroCopySummary {
     pub stats: ZeroCopyStats,
     /// Fraction of completed bytes the kernel copied anyway (SO_EE_CODE_ZEROCOPY_COPIED).
     pub copied_fraction: Option<f64>,
+    /// Why, when more than 5 % was copied (see `bench/cause.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// One run of one cell.

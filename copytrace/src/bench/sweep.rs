@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     bench::{
-        Mode, Pattern, Verify,
+        Mode, Pattern, Verify, cause,
         client::{self, ConnResult, ConnSpec, Window},
         message::MIN_SIZE,
         netns::{self, NetnsPair},
@@ -283,7 +283,11 @@ pub fn run_cell(
     if stop.load(Ordering::SeqCst) || results.iter().any(|r| r.interrupted) {
         return Ok(None);
     }
-    Ok(Some(assemble(cell, repeat, &results)?))
+    let mut r = assemble(cell, repeat, &results)?;
+    if let Some(z) = r.zerocopy.as_mut() {
+        z.cause = cause::explain(env, z.copied_fraction);
+    }
+    Ok(Some(r))
 }
 
 fn rate(bytes: u64, messages: u64, ns: u64) -> (f64, f64) {
@@ -459,6 +463,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
         derived,
         zerocopy: zc.map(|stats| ZeroCopySummary {
             copied_fraction: stats.copied_fraction(),
+            cause: None,
             stats,
         }),
         traced: false,
