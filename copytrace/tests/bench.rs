@@ -554,30 +554,34 @@ fn nics_topology_borrows_two_interfaces_and_returns_them() {
     let before = host_network();
     let json = tmp("nics.json");
     let pair = format!("{a},{b}");
-    let o = run(&[
-        "bench",
-        "--no-trace",
-        "--topology",
-        "nics",
-        "--nics",
-        &pair,
-        "--modes",
-        "zero-copy,two-copy",
-        "--patterns",
-        "stream",
-        "--sizes",
-        "64K",
-        "--threads",
-        "1",
-        "--duration",
-        "200ms",
-        "--repeat",
-        "1",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
-    let doc = load(&json);
+    // One stream cell of 64 KiB messages over the borrowed pair, in `modes`.
+    let over_nics = |modes: &str| {
+        let o = run(&[
+            "bench",
+            "--no-trace",
+            "--topology",
+            "nics",
+            "--nics",
+            &pair,
+            "--modes",
+            modes,
+            "--patterns",
+            "stream",
+            "--sizes",
+            "64K",
+            "--threads",
+            "1",
+            "--duration",
+            "200ms",
+            "--repeat",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+        load(&json)
+    };
+    let doc = over_nics("zero-copy,two-copy");
     assert_eq!(doc["config"]["topology"], format!("nics {a} → {b}"));
     for r in records(&doc) {
         assert_eq!(r["integrity"], "ok");
@@ -606,31 +610,9 @@ fn nics_topology_borrows_two_interfaces_and_returns_them() {
         assert!(ok.unwrap().success(), "ethtool -K {a} sg {on}");
     };
     ethtool("off");
-    let o = run(&[
-        "bench",
-        "--no-trace",
-        "--topology",
-        "nics",
-        "--nics",
-        &pair,
-        "--modes",
-        "zero-copy",
-        "--patterns",
-        "stream",
-        "--sizes",
-        "64K",
-        "--threads",
-        "1",
-        "--duration",
-        "200ms",
-        "--repeat",
-        "1",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let doc = over_nics("zero-copy");
     ethtool("on");
-    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
-    let z = zc(&load(&json));
+    let z = zc(&doc);
     let cause = z["cause"].as_str().unwrap_or_default();
     assert!(cause.starts_with("route without scatter-gather"), "{z}");
 
