@@ -185,7 +185,7 @@ fn small_sweep_records_everything_and_sides_agree() {
 /// the last message waited for an ACK (Nagle, or a zero-copy sender waiting for completions
 /// before its FIN), often in a cell's first repeat.
 #[test]
-#[ignore = "needs root (kernel-inclusive perf counters): run with `cargo xtask test`"]
+#[ignore = "a timing test, run alone by `cargo xtask test`"]
 fn sender_and_receiver_windows_agree_from_the_first_repeat() {
     let _serial = serial();
     let json = tmp("windows.json");

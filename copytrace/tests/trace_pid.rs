@@ -50,10 +50,15 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The python sender, waiting for a line on stdin before it sends.
-fn sender(linger: &str) -> (Child, ChildStdin, BufReader<std::process::ChildStdout>) {
+/// A python `script` (with `args`), once it has printed `first_line`.
+fn python(
+    script: &str,
+    args: &[&str],
+    first_line: &str,
+) -> (Child, ChildStdin, BufReader<std::process::ChildStdout>) {
     let mut c = Command::new("python3")
-        .args(["-c", SENDER, linger])
+        .args(["-c", script])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -62,8 +67,13 @@ fn sender(linger: &str) -> (Child, ChildStdin, BufReader<std::process::ChildStdo
     let mut out = BufReader::new(c.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    assert_eq!(line.trim(), first_line);
     (c, stdin, out)
+}
+
+/// The python sender, waiting for a line on stdin before it sends.
+fn sender(linger: &str) -> (Child, ChildStdin, BufReader<std::process::ChildStdout>) {
+    python(SENDER, &[linger], "ready")
 }
 
 /// Start `copytrace trace <args>` and wait until it says it is attached.
@@ -346,17 +356,7 @@ while not stop and time.monotonic() < end:
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn a_running_sender_is_counted_alike_at_every_layer() {
-    let mut py = Command::new("python3")
-        .args(["-c", BUSY_SENDER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let stdin = py.stdin.take().unwrap();
-    let mut out = BufReader::new(py.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "sending");
+    let (mut py, stdin, _out) = python(BUSY_SENDER, &[], "sending");
     let json = tmp("busy.json");
     let pid = py.id().to_string();
     let (tracer, _stderr) =
