@@ -16,6 +16,8 @@ use copytrace::{
 };
 use copytrace_common::{aux, path, syscall};
 
+mod common;
+
 const PAGE: usize = 4096;
 const SENDS: usize = 16;
 const SEND_LEN: usize = 64 * 1024;
@@ -308,7 +310,8 @@ fn guest_bench(
     extra: &[&str],
     modes: &str,
 ) -> copytrace::bench::results::BenchDocument {
-    let json = std::env::temp_dir().join(format!("guest-{name}.json"));
+    // In the shared workspace (target/tmp), so the host can read the guest's results.
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guest-{name}.json"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
         .args([
             "bench",
@@ -356,7 +359,7 @@ fn guest_zero_copy_is_real_on_the_wire_and_deferred_on_loopback() {
         &["--topology", "nics", "--nics", "eth0,eth1"],
         "zero-copy,two-copy,one-copy",
     );
-    let lo = guest_bench("loopback", &[], "zero-copy");
+    let lo = guest_bench("loopback", &[], "zero-copy,two-copy");
     let gbps = |doc: &copytrace::bench::results::BenchDocument, mode: Mode, size: usize| {
         doc.records
             .iter()
@@ -365,6 +368,24 @@ fn guest_zero_copy_is_real_on_the_wire_and_deferred_on_loopback() {
             .unwrap()
     };
     for (doc, on_wire) in [(&wire, true), (&lo, false)] {
+        // Every byte in exactly one class; deferred copies beyond the bytes sent only as far
+        // as TCP retransmitted.
+        let traced = common::assert_byte_classes_add_up(&doc.records);
+        assert_eq!(
+            traced,
+            doc.config.modes.len() * 2,
+            "{}",
+            doc.config.topology
+        );
+        for r in doc.records.iter().filter(|r| r.traced) {
+            println!(
+                "{} {} B on {}: {} bytes retransmitted",
+                r.mode.as_str(),
+                r.size,
+                doc.config.topology,
+                r.retransmitted_bytes.unwrap_or(0)
+            );
+        }
         for r in &doc.records {
             let what = format!(
                 "{} {} B on {}",
@@ -381,7 +402,20 @@ fn guest_zero_copy_is_real_on_the_wire_and_deferred_on_loopback() {
                 if on_wire {
                     assert!(copied < 0.05, "{what}: copied fraction {copied}");
                     assert_eq!(cause, None, "{what}: nothing to explain");
-                } else {
+                } else if let Some(b) = b {
+                    // Over loopback every byte is copied later, a retransmitted one once more:
+                    // the excess of deferred copies over attached bytes is exactly what TCP
+                    // retransmitted.
+                    let later = b.bytes_of("deferred copy").unwrap()
+                        + b.deferred_unattributed_bytes.unwrap();
+                    let attached = b.bytes_of("zero-copy attach").unwrap();
+                    assert_eq!(
+                        later - attached,
+                        r.retransmitted_bytes.unwrap(),
+                        "{what}: copied later {later}, attached {attached}"
+                    );
+                }
+                if !on_wire {
                     assert!(copied > 0.95, "{what}: copied fraction {copied}");
                     let c = cause.unwrap_or_default();
                     assert!(c.starts_with("delivered to a local socket"), "{what}: {c}");
@@ -421,4 +455,47 @@ fn guest_zero_copy_is_real_on_the_wire_and_deferred_on_loopback() {
             gbps(&wire, Mode::ZeroCopy, size) / gbps(&wire, Mode::TwoCopy, size)
         );
     }
+    compare_wire_and_loopback(wire, lo);
+}
+
+/// The side-by-side report of the two runs tells them apart, per size, from the files alone.
+fn compare_wire_and_loopback(
+    wire: copytrace::bench::results::BenchDocument,
+    lo: copytrace::bench::results::BenchDocument,
+) {
+    use copytrace::report::{Format, Options, compare};
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let inputs = [("wire", wire), ("loopback", lo)].map(|(name, doc)| compare::Input {
+        path: tmp.join(format!("guest-{name}.json")),
+        doc,
+    });
+    let opts = Options {
+        format: Format::Html,
+        latency_size: None,
+    };
+    let out = compare::generate_comparison(&inputs, &tmp.join("guest-comparison"), &opts)
+        .expect("comparison report");
+    let [w, l] = &out.sides[..] else {
+        panic!("two sides, got {}", out.sides.len())
+    };
+    assert_eq!(
+        (w.label.as_str(), l.label.as_str()),
+        ("nics eth0 → eth1", "loopback")
+    );
+    for (side, real) in [(w, true), (l, false)] {
+        assert_eq!(side.rows.len(), 2, "{}: 64K and 1M", side.label);
+        for r in &side.rows {
+            let c = r.copied_fraction.expect("zero-copy completions");
+            assert_eq!(c < 0.05, real, "{} {} B: copied {c}", side.label, r.size);
+            assert_eq!(r.cause.is_none(), real, "{} {} B", side.label, r.size);
+            assert!(r.zero_copy_gbps.is_some() && r.two_copy_gbps.is_some());
+        }
+        let q5 = side
+            .analysis
+            .answers
+            .iter()
+            .find(|a| a.question.starts_with("Q5."));
+        println!("{}: {}", side.label, q5.expect("Q5 answered").answer);
+    }
+    println!("comparison: {}", out.main.display());
 }

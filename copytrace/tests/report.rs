@@ -15,6 +15,10 @@
 //! zero-copy − two-copy goes from −5 (64 KiB, 16) to +10 (1 MiB, 20): 16 + 4·5/15 = 17.3333,
 //! i.e. 2^17.3333 = 165140.4 bytes. Both repeats scale both modes alike, so each repeat crosses
 //! at the same size.
+//!
+//! `fixtures/guest-{loopback,wire}.json` are unedited results of the guest test bed's
+//! `guest_zero_copy_is_real_on_the_wire_and_deferred_on_loopback` (Debian 6.1, fentry tier,
+//! QEMU TCG): the same stream cells over loopback and over two e1000 NICs on a QEMU hub.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -24,7 +28,7 @@ mod common;
 
 use copytrace::{
     bench::results::BenchDocument,
-    report::{self, Format, Options},
+    report::{self, Format, Options, compare},
 };
 
 fn fixture() -> PathBuf {
@@ -255,12 +259,9 @@ fn bad_input_names_the_field_or_version() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.json"));
 }
 
-/// The page as a person sees it: headless Chromium renders index.html to a PNG, which must
-/// show the figures (plenty of coloured ink, not a blank or error page).
-#[test]
-#[ignore = "needs Debian's chromium: run with `cargo xtask test`"]
-fn report_page_renders_in_headless_chromium() {
-    let (_, dir, out) = render_fixture("chromium");
+/// `page` rendered by headless Chromium (Debian's chromium) into a 1200 × `height` PNG.
+fn screenshot(page: &Path, height: u32) -> PathBuf {
+    let dir = page.parent().unwrap();
     let shot = dir.join("screenshot.png");
     let profile = dir.join("chromium-profile");
     let o = Command::new("chromium")
@@ -274,11 +275,11 @@ fn report_page_renders_in_headless_chromium() {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1200,5000",
         ])
+        .arg(format!("--window-size=1200,{height}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", out.main.display()))
+        .arg(format!("file://{}", page.display()))
         .output()
         .expect("chromium is installed (Debian package chromium)");
     assert!(
@@ -286,6 +287,28 @@ fn report_page_renders_in_headless_chromium() {
         "no screenshot: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    shot
+}
+
+/// Pixels of clearly saturated colour: the plotted series, not black text on white.
+fn coloured_pixels(png: &Path) -> usize {
+    decode(png)
+        .2
+        .iter()
+        .filter(|p| {
+            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+            (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
+        })
+        .count()
+}
+
+/// The page as a person sees it: headless Chromium renders index.html to a PNG, which must
+/// show the figures (plenty of coloured ink, not a blank or error page).
+#[test]
+#[ignore = "needs Debian's chromium: run with `cargo xtask test`"]
+fn report_page_renders_in_headless_chromium() {
+    let (_, _, out) = render_fixture("chromium");
+    let shot = screenshot(&out.main, 5000);
     let (w, h, inked) = inked_pixels(&shot);
     assert_eq!((w, h), (1200, 5000));
     // Text alone inks a few percent; the figures' lines, bars and grids add much more.
@@ -294,14 +317,174 @@ fn report_page_renders_in_headless_chromium() {
         "only {inked} inked pixels of {}",
         w * h
     );
-    // Colour: the plotted series (blue/red/green), not just black text on white.
-    let coloured = decode(&shot)
-        .2
-        .iter()
-        .filter(|p| {
-            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
-            (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
-        })
-        .count();
+    let coloured = coloured_pixels(&shot);
     assert!(coloured > 20_000, "only {coloured} coloured pixels");
+}
+
+/// The side-by-side page as a person sees it: the bars of both runs (red: copied later over
+/// loopback, green: real zero-copy on the wire) are on screen.
+#[test]
+#[ignore = "needs Debian's chromium: run with `cargo xtask test`"]
+fn comparison_page_renders_in_headless_chromium() {
+    let inputs = ["loopback", "wire"].map(|n| compare::Input {
+        path: guest_fixture(n),
+        doc: report::load(&guest_fixture(n)).unwrap(),
+    });
+    let opts = Options {
+        format: Format::Html,
+        latency_size: None,
+    };
+    let out = compare::generate_comparison(&inputs, &out_dir("compare-chromium"), &opts).unwrap();
+    let shot = screenshot(&out.main, 3800);
+    let px = decode(&shot).2;
+    let near = |c: [i32; 3]| {
+        px.iter()
+            .filter(|p| (0..3).all(|i| (p[i] as i32 - c[i]).abs() < 24))
+            .count()
+    };
+    // The palette's red (copied later) and green (real zero-copy) bars, each well visible.
+    let (red, green) = (near([0xd6, 0x27, 0x28]), near([0x2c, 0xa0, 0x2c]));
+    assert!(
+        red > 5_000 && green > 5_000,
+        "red {red}, green {green} pixels"
+    );
+    assert!(coloured_pixels(&shot) > 20_000);
+}
+
+fn guest_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/guest-{name}.json"))
+}
+
+/// Both sides of the zero-copy distinction on one page, from real runs: every loopback
+/// zero-copy byte was copied later (and the page says why), no wire byte was.
+#[test]
+fn loopback_and_wire_side_by_side_tell_deferred_from_real_zero_copy() {
+    let inputs = ["loopback", "wire"].map(|n| compare::Input {
+        path: guest_fixture(n),
+        doc: report::load(&guest_fixture(n)).unwrap(),
+    });
+    for i in &inputs {
+        assert_eq!(
+            common::assert_byte_classes_add_up(&i.doc.records),
+            i.doc.config.modes.len() * 2
+        );
+    }
+    let dir = out_dir("compare");
+    let opts = Options {
+        format: Format::Html,
+        latency_size: None,
+    };
+    let out = compare::generate_comparison(&inputs, &dir, &opts).unwrap();
+    let [lo, wire] = &out.sides[..] else {
+        panic!("{} sides", out.sides.len())
+    };
+    assert_eq!(lo.label, "loopback");
+    assert_eq!(wire.label, "nics eth0 → eth1");
+    for (side, real) in [(lo, false), (wire, true)] {
+        let sizes: Vec<usize> = side.rows.iter().map(|r| r.size).collect();
+        assert_eq!(sizes, [64 << 10, 1 << 20], "{}", side.label);
+        for r in &side.rows {
+            let what = format!("{} {} B", side.label, r.size);
+            let copied = r.copied_fraction.unwrap();
+            let classes = r.zero_copy_classes.unwrap();
+            if real {
+                assert!(copied < 0.05, "{what}: {copied}");
+                assert!(classes[2] > 0.95, "{what}: real zero-copy {classes:?}");
+                assert_eq!(r.cause, None, "{what}");
+            } else {
+                assert!(copied > 0.95, "{what}: {copied}");
+                assert!(classes[1] > 0.95, "{what}: copied later {classes:?}");
+                let cause = r.cause.as_deref().unwrap();
+                assert!(
+                    cause.starts_with("delivered to a local socket"),
+                    "{what}: {cause}"
+                );
+            }
+            assert!(r.zero_copy_gbps.unwrap() > 0.0 && r.two_copy_gbps.unwrap() > 0.0);
+        }
+        // Each run's own report, linked from the page.
+        assert!(
+            side.report.starts_with(&dir) && side.report.exists(),
+            "{:?}",
+            side.report
+        );
+    }
+    assert!(lo.analysis.zero_copy.verdict.contains("deferred, not real"));
+    assert!(wire.analysis.zero_copy.verdict.contains("was real"));
+
+    let html = std::fs::read_to_string(&out.main).unwrap();
+    // Q1 and Q5 answered once per run.
+    for label in ["loopback", "nics eth0 → eth1"] {
+        let n = html.matches(&format!("<p><b>{label}:</b>")).count();
+        assert_eq!(n, 2, "{label}: Q1 and Q5");
+    }
+    assert!(html.contains("<td>100.0 %</td>") && html.contains("<td>0.0 %</td>"));
+    assert!(html.contains("delivered to a local socket"));
+    for name in [
+        "cmp1-copied-fraction",
+        "cmp2-where-bytes-went",
+        "cmp3-throughput",
+        "cmp4-cpu-cost",
+    ] {
+        let (w, h, inked) = inked_pixels(&dir.join(format!("{name}.png")));
+        assert!(
+            inked > (w * h / 200) as usize,
+            "{name}: only {inked} inked pixels"
+        );
+        assert!(
+            html.contains(&format!("<figure id=\"{name}\"><svg")),
+            "{name} inlined"
+        );
+    }
+    assert!(
+        html.contains("href=\"run1-loopback/index.html\"")
+            || html.contains("run1-loopback/index.html")
+    );
+}
+
+/// The command line: several files make a comparison (Markdown here); one unreadable file
+/// stops it with one line before anything is written.
+#[test]
+fn report_of_two_files_compares_and_a_bad_one_writes_nothing() {
+    let dir = out_dir("compare-cli");
+    let o = Command::new(env!("CARGO_BIN_EXE_copytrace"))
+        .arg("report")
+        .args([guest_fixture("wire"), guest_fixture("loopback")])
+        .arg("--out")
+        .arg(&dir)
+        .args(["--format", "md"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout.matches("zero-copy copied fraction 0.0 %").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("zero-copy copied fraction 100.0 %").count(),
+        2,
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(dir.join("analysis.md")).unwrap();
+    assert!(md.contains("| 64 KiB | nics eth0 → eth1 | 0.0 % |"), "{md}");
+    assert!(md.contains("| 64 KiB | loopback | 100.0 % |"), "{md}");
+    assert!(md.contains("### Q5.") && md.contains("**loopback:**"));
+    assert!(dir.join("run1-nics-eth0-eth1/analysis.md").exists());
+
+    let bad = out_dir("compare-bad");
+    let o = Command::new(env!("CARGO_BIN_EXE_copytrace"))
+        .arg("report")
+        .arg(guest_fixture("wire"))
+        .arg(bad.join("missing.json"))
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("missing.json"), "{err}");
+    assert!(!bad.exists(), "nothing written");
 }

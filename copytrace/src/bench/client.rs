@@ -64,6 +64,8 @@ pub struct ConnResult {
     /// Control-frame bytes: our hello, the server's report.
     pub hello_bytes: u64,
     pub report_bytes: u64,
+    /// TCP's retransmitted bytes on this connection, read once the server's report arrived.
+    pub retransmitted_bytes: u64,
 }
 
 /// A connected, greeted connection with everything its run needs already allocated (the
@@ -214,6 +216,7 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
     s.shutdown(Shutdown::Write)?;
     let stats = sender.finish()?;
     let (report, report_bytes) = read_report(&mut s)?;
+    let retransmitted_bytes = super::server::bytes_retransmitted(&s)?;
     Ok(ConnResult {
         sender: stats,
         counters: counters.read()?,
@@ -229,6 +232,7 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
         requests: 0,
         hello_bytes: 0,
         report_bytes,
+        retransmitted_bytes,
     })
 }
 
@@ -302,6 +306,7 @@ fn run_rr(c: Connected, spec: &ConnSpec, w: Window, stop: &AtomicBool) -> io::Re
     }
     counters.disable()?;
     let (report, report_bytes) = finish_connection(&mut s)?;
+    let retransmitted_bytes = super::server::bytes_retransmitted(&s)?;
     Ok(ConnResult {
         sender: SenderStats::default(),
         counters: counters.read()?,
@@ -317,5 +322,6 @@ fn run_rr(c: Connected, spec: &ConnSpec, w: Window, stop: &AtomicBool) -> io::Re
         requests,
         hello_bytes: 0,
         report_bytes,
+        retransmitted_bytes,
     })
 }

@@ -159,6 +159,11 @@ pub struct Record {
     /// Control-protocol bytes sent by the clients (hellos) and by the server (reports).
     pub control_bytes_client: u64,
     pub control_bytes_server: u64,
+    /// TCP retransmissions of the client connections (TCP_INFO `tcpi_bytes_retrans`; in a
+    /// stream these carry the messages). A retransmitted zero-copy segment is copied later
+    /// again, so traced deferred copies may exceed the bytes sent by up to this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmitted_bytes: Option<u64>,
     pub counters: Counters,
     pub derived: Derived,
     #[serde(default, skip_serializing_if = "Option::is_none")]

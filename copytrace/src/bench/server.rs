@@ -164,6 +164,30 @@ pub fn set_int_opt(s: &TcpStream, level: i32, opt: i32, v: i32) -> io::Result<()
     }
 }
 
+/// Bytes TCP retransmitted on `s` so far (TCP_INFO `tcpi_bytes_retrans`): a retransmitted
+/// MSG_ZEROCOPY segment is copied later once more, so a tracer that counts deferred copies can
+/// see more of them than bytes sent.
+pub fn bytes_retransmitted(s: &TcpStream) -> io::Result<u64> {
+    // SAFETY: a zeroed tcp_info is valid; the kernel fills up to `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid fd, buffer and length.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info.tcpi_bytes_retrans)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match s.read(buf) {

@@ -459,6 +459,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
         requests: (cell.pattern == Pattern::Rr).then(|| rs.iter().map(|r| r.requests).sum()),
         control_bytes_client: rs.iter().map(|r| r.hello_bytes).sum(),
         control_bytes_server: rs.iter().map(|r| r.report_bytes).sum(),
+        retransmitted_bytes: Some(rs.iter().map(|r| r.retransmitted_bytes).sum()),
         counters,
         derived,
         zerocopy: zc.map(|stats| ZeroCopySummary {

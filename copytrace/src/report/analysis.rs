@@ -176,6 +176,8 @@ pub fn crossover(doc: &BenchDocument, faster: Mode, baseline: Mode) -> Crossover
             let spread: Vec<f64> = per_repeat.iter().flatten().copied().collect();
             let conf = if spread.is_empty() {
                 String::new()
+            } else if per_repeat.len() == 1 {
+                "; one repeat, so no spread across repeats to show".to_string()
             } else {
                 let (mn, mx) = spread
                     .iter()
@@ -464,10 +466,15 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
                     .map(|e| e.mean)
             };
             let cpu_note = match (cpu(Mode::ZeroCopy, lo), cpu(Mode::TwoCopy, lo)) {
-                (Some(z), Some(t)) => format!(
+                (Some(z), Some(t)) if z > t => format!(
                     " At {} it burns {z:.2} CPU-seconds per GB against two-copy's {t:.2}: \
                      every send also pins pages, allocates a completion notification and \
                      later has its completions read back.",
+                    size_label(lo)
+                ),
+                (Some(z), Some(t)) => format!(
+                    " At {} it burns {z:.2} CPU-seconds per GB against two-copy's {t:.2}: the \
+                     copies it avoids outweigh pinning pages and reading completions back.",
                     size_label(lo)
                 ),
                 _ => String::new(),

@@ -10,6 +10,7 @@ use std::{
 use plotters::{
     coord::{Shift, ranged1d::ValueFormatter},
     prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
 };
 
 /// One point: x, mean y, and the 95 % interval (low, high) when known.
@@ -48,6 +49,9 @@ pub struct StackedBars {
     pub components: Vec<String>,
     /// (group label, value per component)
     pub groups: Vec<(String, Vec<f64>)>,
+    /// Titles written above runs of consecutive groups: (title, number of groups). Empty for
+    /// none; the comparison page names each run's bars this way.
+    pub sections: Vec<(String, usize)>,
 }
 
 pub enum Figure {
@@ -149,6 +153,9 @@ where
         .configure_mesh()
         .x_desc(&c.x_label)
         .y_desc(&c.y_label)
+        // Few x labels: a log axis spanning one or two decades otherwise labels every
+        // 100k step, and the labels run into each other.
+        .x_labels(6)
         .x_label_formatter(&|v| xf(*v))
         .y_label_formatter(&|v| short_number(*v))
         .label_style(("sans-serif", 12))
@@ -233,7 +240,7 @@ fn draw_bars<DB: DrawingBackend>(
         .map(|g| g.1.iter().sum::<f64>())
         .fold(0.0, f64::max)
         .max(1e-9)
-        * 1.3;
+        * if b.sections.is_empty() { 1.3 } else { 1.5 };
     let labels: Vec<String> = b.groups.iter().map(|g| g.0.clone()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(&b.title, ("sans-serif", 18))
@@ -280,6 +287,43 @@ fn draw_bars<DB: DrawingBackend>(
             .map_err(err)?
             .label(comp)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    let mut first = 0;
+    for (title, len) in &b.sections {
+        let (lo, hi) = (first, first + len);
+        // A bracket over the section's bars, its title centred above it.
+        let y = top / 1.5 * 1.08;
+        let mut lines = vec![PathElement::new(
+            vec![(SegmentValue::Exact(lo), y), (SegmentValue::Exact(hi), y)],
+            BLACK.mix(0.6).stroke_width(1),
+        )];
+        if lo > 0 {
+            // A separator between this section and the one before.
+            lines.push(PathElement::new(
+                vec![
+                    (SegmentValue::Exact(lo), 0.0),
+                    (SegmentValue::Exact(lo), top),
+                ],
+                BLACK.mix(0.6).stroke_width(2),
+            ));
+        }
+        chart.draw_series(lines).map_err(err)?;
+        let mid = (lo + hi) / 2;
+        let at = if (hi - lo) % 2 == 0 {
+            SegmentValue::Exact(mid)
+        } else {
+            SegmentValue::CenterOf(mid)
+        };
+        let style = TextStyle::from(("sans-serif", 14).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart
+            .draw_series(std::iter::once(Text::new(
+                title.clone(),
+                (at, y * 1.01),
+                style,
+            )))
+            .map_err(err)?;
+        first = hi;
     }
     chart
         .configure_series_labels()

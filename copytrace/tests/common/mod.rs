@@ -15,7 +15,14 @@ pub fn assert_byte_classes_add_up(records: &[Record]) -> usize {
     {
         let what = format!("{} {} x{}", r.mode.as_str(), r.size, r.threads);
         let c = ByteClasses::of(r).unwrap_or_else(|| panic!("{what}: traced run without a trace"));
-        assert_eq!(c.overcounted, 0, "{what}: {c:?}");
+        // A path may claim more than was sent only where TCP sent bytes twice: a retransmitted
+        // zero-copy segment is copied later once more (seen in the guest over loopback).
+        let retransmitted = r.retransmitted_bytes.unwrap_or(0);
+        assert!(
+            c.overcounted <= retransmitted,
+            "{what}: {} bytes overcounted, {retransmitted} retransmitted: {c:?}",
+            c.overcounted
+        );
         assert_eq!(
             c.copied_at_send + c.deferred + c.zero_copy + c.not_visible,
             c.sent,
