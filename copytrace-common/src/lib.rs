@@ -203,7 +203,14 @@ pub struct InFlight {
     pub proto: u16,
     /// [`inflight`] bits.
     pub state: u32,
-    pub _pad: u32,
+    /// (family, protocol) of the socket `sk_cache` last seen by the raw socket tracepoints
+    /// (packed family << 16 | protocol): a thread usually sends on one socket, and reading
+    /// the two fields from the socket costs two helper calls per event. A freed socket's
+    /// address is reused only by a socket of the same protocol (each protocol allocates its
+    /// socks from its own slab cache), so the pair cannot go stale.
+    pub sk_fields: u32,
+    /// The `struct sock *` those fields belong to (0: none yet). Kept across calls.
+    pub sk_cache: u64,
 }
 
 /// Key of the `ENTRY` map pairing a function's entry with its return (kprobe/kretprobe,
@@ -300,6 +307,9 @@ pub struct TpOffsets {
     pub socket_sk: u32,
     pub sock_family: u32,
     pub sock_protocol: u32,
+    /// `struct task_struct.pid` (from BTF), for the raw tracepoints of the scheduler.
+    pub task_pid: u32,
+    pub _pad: u32,
 }
 
 impl TpOffsets {
@@ -318,6 +328,8 @@ impl TpOffsets {
         socket_sk: 0,
         sock_family: 0,
         sock_protocol: 0,
+        task_pid: 0,
+        _pad: 0,
     };
 }
 
@@ -411,12 +423,12 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
         assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
-        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4);
+        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4 + 8);
         assert_eq!(size_of::<EntryKey>(), 16);
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 14);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 16);
         assert_eq!(
             size_of::<Config>(),
             4 + 4 + 8 + 4 * 2 + 4 * MAX_CONFIG_PIDS + 4 + 4 + size_of::<TpOffsets>()

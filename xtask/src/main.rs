@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod measure;
 mod overhead;
 mod packages;
 mod peers;
@@ -46,12 +47,17 @@ enum Command {
         #[arg(long)]
         rr: bool,
     },
-    /// Throughput with and without the tracer, interleaved, at 64 B and 64 KiB.
+    /// The tracer's cost against untraced, its floor (empty programs) and bpftrace, for an
+    /// iperf3 client and for bench, at 64 B and 128 KiB, interleaved.
     TraceOverhead {
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
         #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Measured seconds per run (after 3 s for the tracer to attach).
+        #[arg(long, default_value_t = 4)]
         seconds: u32,
+        /// Best attach tier for copytrace and the floor (`tracepoint`: the classic ones).
+        #[arg(long, default_value = "fentry")]
+        best_tier: String,
     },
     /// Boot a stock Debian kernel (kprobes, fentry) under QEMU TCG and run the guest-tier tests.
     VmTest {
@@ -103,8 +109,18 @@ fn main() -> ExitCode {
                 },
             )
         }),
-        Command::TraceOverhead { rounds, seconds } => setup::run()
-            .and_then(|env| overhead::run(&env, rounds, seconds).map(|_| ExitCode::SUCCESS)),
+        Command::TraceOverhead {
+            rounds,
+            seconds,
+            best_tier,
+        } => setup::run().and_then(|env| {
+            let a = overhead::Args {
+                rounds,
+                seconds,
+                best_tier,
+            };
+            overhead::run(&env, &a).map(|_| ExitCode::SUCCESS)
+        }),
     };
     match r {
         Ok(c) => c,

@@ -1,56 +1,380 @@
-//! `cargo xtask trace-overhead`: what the eBPF tracer costs, at 64 B and 64 KiB (two-copy
-//! stream, one connection). Each round is one `bench --trace` run, which measures every cell
-//! untraced and then once traced; the ratio of the two is the tracer's cost in that round.
-use anyhow::Context as _;
+//! `cargo xtask trace-overhead`: what watching costs, measured against its floor and a peer.
+//!
+//! For two workloads — an `iperf3` client (its server untraced) and `copytrace bench` itself
+//! (two-copy stream, one connection, not tracing itself) — at 64 B and 128 KiB, interleaved
+//! round by round, each of:
+//! * untraced;
+//! * the floor: `copytrace trace --floor`, empty programs on exactly the hooks a trace uses;
+//! * `copytrace trace -p PID`;
+//! * a bpftrace script on the equivalent tracepoints (send syscalls with a latency histogram,
+//!   socket-layer bytes, tcp_sendmsg iterations, context switches).
+//!
+//! Each run has three phases: the tracer attaches by PID (`ATTACH`); program time is taken
+//! from the kernel's own statistics (`kernel.bpf_stats_enabled` on for `STATS` only, then
+//! restored): the run time of the programs the tracer loaded, per send; then throughput is
+//! measured with the statistics off again (they cost two clock reads per program run, which
+//! would inflate every tracer's cost): iperf3's per-second intervals from `MEASURE_FROM` on,
+//! bench's window after a warm-up of `MEASURE_FROM`. Program time excludes the dispatch cost
+//! (building the trace record, the trampoline), which the throughput ratio includes.
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
 
-use crate::{setup::BuildEnv, tasks};
+use anyhow::{Context as _, bail};
 
-/// (size, untraced Gbit/s, traced Gbit/s) per cell of one traced bench run.
-fn round(env: &BuildEnv, seconds: u32) -> anyhow::Result<Vec<(u64, f64, f64)>> {
-    let duration = format!("{seconds}s");
-    let mut args = tasks::one_cell("two-copy", "stream", "64,64K", &duration);
-    args.push("--trace");
-    let v = tasks::bench_json(env, "trace-overhead", &args)?;
-    v["summary"]
-        .as_array()
-        .context("no summary")?
+use crate::{
+    cmd,
+    measure::{Background, list, mean},
+    packages,
+    setup::BuildEnv,
+    tasks,
+};
+
+/// Seconds for a tracer to attach, then with bpf_stats on; throughput is measured after both.
+const ATTACH: u64 = 3;
+const STATS: u64 = 2;
+const MEASURE_FROM: u64 = ATTACH + STATS;
+const PORT: &str = "5299";
+const SIZES: [u64; 2] = [64, 128 << 10];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Workload {
+    Iperf3,
+    Bench,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Watcher {
+    Untraced,
+    Floor,
+    Copytrace,
+    Bpftrace,
+}
+
+const WATCHERS: [Watcher; 4] = [
+    Watcher::Untraced,
+    Watcher::Floor,
+    Watcher::Copytrace,
+    Watcher::Bpftrace,
+];
+
+impl Watcher {
+    fn name(self) -> &'static str {
+        match self {
+            Watcher::Untraced => "untraced",
+            Watcher::Floor => "floor (empty programs)",
+            Watcher::Copytrace => "copytrace trace -p",
+            Watcher::Bpftrace => "bpftrace script",
+        }
+    }
+}
+
+/// One measurement: throughput, and program time per send where programs ran.
+struct Sample {
+    mbps: f64,
+    ns_per_send: Option<f64>,
+}
+
+/// `kernel.bpf_stats_enabled` on while it lives; the previous value back on drop.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> anyhow::Result<BpfStats> {
+        let path = "/proc/sys/kernel/bpf_stats_enabled";
+        let old = std::fs::read_to_string(path).context("reading kernel.bpf_stats_enabled")?;
+        std::fs::write(path, "1").context("setting kernel.bpf_stats_enabled=1")?;
+        Ok(BpfStats(old.trim().to_string()))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+    }
+}
+
+/// (run_time_ns, run_cnt) of every loaded BPF program, by id.
+fn program_stats() -> anyhow::Result<HashMap<u64, (u64, u64)>> {
+    let out = cmd::output(Command::new("bpftool").args(["prog", "show", "-j"]))?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("bpftool prog show -j")?;
+    Ok(v.as_array()
+        .context("bpftool output is not a list")?
         .iter()
-        .map(|s| {
-            Ok((
-                s["size"].as_u64().context("size")?,
-                s["sender_gbps"]["mean"].as_f64().context("untraced gbps")?,
-                s["traced_gbps"].as_f64().context("traced gbps")?,
-            ))
+        .filter_map(|p| {
+            let n = |k: &str| p[k].as_u64().unwrap_or(0);
+            Some((p["id"].as_u64()?, (n("run_time_ns"), n("run_cnt"))))
         })
+        .collect())
+}
+
+/// Program time (ns) of programs not in `before`, between two snapshots.
+fn program_time(
+    before: &HashMap<u64, (u64, u64)>,
+    a: &HashMap<u64, (u64, u64)>,
+    b: &HashMap<u64, (u64, u64)>,
+) -> u64 {
+    b.iter()
+        .filter(|(id, _)| !before.contains_key(id))
+        .map(|(id, &(t, _))| t - a.get(id).map_or(0, |x| x.0).min(t))
+        .sum()
+}
+
+/// The workload, started: its PID and how to collect its throughput (Mbit/s) at the end.
+struct Running {
+    child: std::process::Child,
+    _server: Option<Background>,
+    workload: Workload,
+    json: std::path::PathBuf,
+}
+
+fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyhow::Result<Running> {
+    let json = cmd::target_dir().join("trace-overhead-workload.json");
+    let _ = std::fs::remove_file(&json);
+    let total = MEASURE_FROM + seconds;
+    let (child, server) = match w {
+        Workload::Iperf3 => {
+            let server = Background::start(
+                Command::new("iperf3").args(["-s", "-1", "-B", "127.0.0.1", "-p", PORT]),
+                Duration::from_millis(300),
+            )?;
+            let child = Command::new("iperf3")
+                .args(["-c", "127.0.0.1", "-p", PORT, "-J", "-l"])
+                .arg(size.to_string())
+                .args(["-t", &total.to_string()])
+                .stdout(std::fs::File::create(&json)?)
+                .spawn()
+                .context("starting iperf3")?;
+            (child, Some(server))
+        }
+        Workload::Bench => {
+            let (size, warm, dur) = (
+                size.to_string(),
+                format!("{MEASURE_FROM}s"),
+                format!("{seconds}s"),
+            );
+            let mut args = tasks::one_cell("two-copy", "stream", &size, &dur);
+            let warm_at = args.iter().position(|a| *a == "500ms").expect("warm-up");
+            args[warm_at] = &warm;
+            let child = tasks::as_root(env, cmd::target_dir().join("release/copytrace"))
+                .arg("bench")
+                .args(&args)
+                .args(["--no-trace", "--json"])
+                .arg(&json)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("starting copytrace bench")?;
+            (child, None)
+        }
+    };
+    Ok(Running {
+        child,
+        _server: server,
+        workload: w,
+        json,
+    })
+}
+
+/// Wait for the workload to end; its throughput over the measured part, Mbit/s.
+fn finish_workload(mut r: Running) -> anyhow::Result<f64> {
+    let st = r.child.wait()?;
+    if !st.success() {
+        bail!("the {:?} workload failed ({st})", r.workload);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r.json)?)
+        .with_context(|| format!("{}", r.json.display()))?;
+    match r.workload {
+        Workload::Iperf3 => {
+            let (mut bits, mut secs) = (0.0, 0.0);
+            for i in v["intervals"].as_array().context("iperf3 intervals")? {
+                let s = &i["sum"];
+                if s["start"].as_f64().unwrap_or(0.0) >= MEASURE_FROM as f64 - 0.01 {
+                    bits += s["bytes"].as_f64().unwrap_or(0.0) * 8.0;
+                    secs += s["seconds"].as_f64().unwrap_or(0.0);
+                }
+            }
+            Ok(bits / secs / 1e6)
+        }
+        Workload::Bench => v["records"][0]["sender"]["gbps"]
+            .as_f64()
+            .map(|g| g * 1e3)
+            .context("bench record without sender.gbps"),
+    }
+}
+
+const BPFTRACE: &str = "
+tracepoint:syscalls:sys_enter_write,tracepoint:syscalls:sys_enter_sendto /pid == PID/ {
+  @start[tid] = nsecs; }
+tracepoint:syscalls:sys_exit_write,tracepoint:syscalls:sys_exit_sendto /pid == PID && @start[tid]/ {
+  @latency = hist(nsecs - @start[tid]); @bytes = sum(args->ret); delete(@start[tid]); }
+tracepoint:sock:sock_send_length /pid == PID/ { @sock_bytes = sum(args->ret); }
+tracepoint:tcp:tcp_sendmsg_locked /pid == PID/ { @tcp_iterations = count(); }
+tracepoint:sched:sched_switch /pid == PID/ { @switches = count(); }
+";
+
+/// What to measure, and how.
+pub struct Args {
+    pub rounds: u32,
+    pub seconds: u32,
+    /// Best tier for copytrace and its floor (`tracepoint` gives the classic tracepoints).
+    pub best_tier: String,
+}
+
+fn start_watcher(
+    env: &BuildEnv,
+    w: Watcher,
+    pid: u32,
+    tier: &str,
+) -> anyhow::Result<Option<Background>> {
+    let copytrace = || {
+        let mut c = tasks::as_root(env, cmd::target_dir().join("release/copytrace"));
+        c.args(["trace", "-p", &pid.to_string(), "--best-tier", tier]);
+        c
+    };
+    let settle = Duration::from_millis(200);
+    Ok(Some(match w {
+        Watcher::Untraced => return Ok(None),
+        Watcher::Floor => Background::start(copytrace().arg("--floor"), settle)?,
+        Watcher::Copytrace => Background::start(&mut copytrace(), settle)?,
+        Watcher::Bpftrace => Background::start(
+            Command::new("bpftrace").args(["-e", &BPFTRACE.replace("PID", &pid.to_string())]),
+            settle,
+        )?,
+    }))
+}
+
+fn measure(
+    env: &BuildEnv,
+    a: &Args,
+    w: Workload,
+    size: u64,
+    watcher: Watcher,
+) -> anyhow::Result<Sample> {
+    let seconds = a.seconds as u64;
+    let before = program_stats()?;
+    let run = start_workload(env, w, size, seconds)?;
+    let started = Instant::now();
+    let tracer = start_watcher(env, watcher, run.child.id(), &a.best_tier)?;
+    // Program time with bpf_stats on, over most of the stats phase; then off again.
+    let at = |secs: f64| started + Duration::from_secs_f64(secs);
+    thread::sleep(at(ATTACH as f64).saturating_duration_since(Instant::now()));
+    let stats = BpfStats::enable()?;
+    thread::sleep(Duration::from_millis(200));
+    let (s0, t0) = (program_stats()?, Instant::now());
+    thread::sleep(at((ATTACH + STATS) as f64 - 0.2).saturating_duration_since(Instant::now()));
+    let (s1, dt) = (program_stats()?, t0.elapsed().as_secs_f64());
+    drop(stats);
+    let mbps = finish_workload(run)?;
+    if let Some(t) = tracer {
+        t.interrupt();
+    }
+    let ns = program_time(&before, &s0, &s1) as f64;
+    let sends = mbps * 1e6 / 8.0 * dt / size as f64;
+    Ok(Sample {
+        mbps,
+        ns_per_send: (watcher != Watcher::Untraced).then(|| ns / sends),
+    })
+}
+
+type Results = BTreeMap<(Workload, u64), BTreeMap<Watcher, Vec<Sample>>>;
+
+/// Each workload, size and watcher once per round; the watchers' order rotates each round.
+fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
+    let mut res = Results::new();
+    for r in 0..a.rounds as usize {
+        for w in [Workload::Iperf3, Workload::Bench] {
+            for size in SIZES {
+                for i in 0..WATCHERS.len() {
+                    let watcher = WATCHERS[(i + r) % WATCHERS.len()];
+                    let s = measure(env, a, w, size, watcher)?;
+                    eprintln!(
+                        "xtask: trace-overhead: round {}: {w:?} {size} B, {}: {:.1} Mbit/s{}",
+                        r + 1,
+                        watcher.name(),
+                        s.mbps,
+                        s.ns_per_send
+                            .map(|n| format!(", {n:.0} ns of program time per send"))
+                            .unwrap_or_default()
+                    );
+                    res.entry((w, size))
+                        .or_default()
+                        .entry(watcher)
+                        .or_default()
+                        .push(s);
+                }
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// Per-round ratios of `w`'s throughput to `base`'s.
+fn ratios(by: &BTreeMap<Watcher, Vec<Sample>>, w: Watcher, base: Watcher) -> Vec<f64> {
+    by[&w]
+        .iter()
+        .zip(&by[&base])
+        .map(|(a, b)| a.mbps / b.mbps)
         .collect()
 }
 
-pub fn run(env: &BuildEnv, rounds: u32, seconds: u32) -> anyhow::Result<()> {
-    tasks::build(env)?;
-    let mut ratios: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-    for r in 1..=rounds {
-        for (size, off, on) in round(env, seconds)? {
-            eprintln!(
-                "xtask: trace-overhead: round {r}: {size} B: {off:.3} Gbit/s untraced, \
-                 {on:.3} traced"
-            );
-            ratios.entry(size).or_default().push(on / off);
-        }
-    }
+fn print(res: &Results, a: &Args) {
     println!(
-        "trace-overhead: two-copy stream, 1 connection, {rounds} rounds of {seconds} s untraced \
-         then {seconds} s traced"
+        "trace-overhead: {} interleaved rounds; per run {ATTACH} s to attach, {STATS} s of \
+         bpf_stats (program time, dispatch not included), then {} s of throughput with the \
+         stats off; copytrace --best-tier {}",
+        a.rounds, a.seconds, a.best_tier
     );
-    for (size, rs) in &ratios {
-        let mean = rs.iter().sum::<f64>() / rs.len() as f64;
+    for ((w, size), by) in res {
+        println!("\n  {w:?}, {size} B messages");
+        let floor_ns = mean(
+            &by[&Watcher::Floor]
+                .iter()
+                .filter_map(|s| s.ns_per_send)
+                .collect::<Vec<_>>(),
+        );
+        for watcher in WATCHERS {
+            let s = &by[&watcher];
+            let mbps: Vec<f64> = s.iter().map(|s| s.mbps).collect();
+            let r = ratios(by, watcher, Watcher::Untraced);
+            let ns: Vec<f64> = s.iter().filter_map(|s| s.ns_per_send).collect();
+            println!(
+                "    {:<24} {:>9.1} Mbit/s   ×{:.3} untraced ({}){}",
+                watcher.name(),
+                mean(&mbps),
+                mean(&r),
+                list(&r),
+                if ns.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "   {:.0} ns/send program time ({:.2}× floor)",
+                        mean(&ns),
+                        mean(&ns) / floor_ns
+                    )
+                }
+            );
+        }
+        let r = ratios(by, Watcher::Copytrace, Watcher::Bpftrace);
         println!(
-            "  {size:>6} B: traced/untraced throughput = {mean:.3} (overhead {:.1} %); rounds: {}",
-            (1.0 - mean) * 100.0,
-            rs.iter()
-                .map(|r| format!("{r:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "    copytrace ÷ bpftrace throughput: ×{:.3} ({})",
+            mean(&r),
+            list(&r)
         );
     }
+}
+
+pub fn run(env: &BuildEnv, a: &Args) -> anyhow::Result<()> {
+    packages::ensure("trace-overhead", packages::OVERHEAD)?;
+    if !cmd::is_root() {
+        bail!("trace-overhead attaches tracers and reads bpf_stats: run it as root");
+    }
+    if a.seconds < 2 || a.rounds == 0 {
+        bail!("--seconds must be at least 2 and --rounds at least 1");
+    }
+    tasks::build(env)?;
+    let res = rounds(env, a)?;
+    print(&res, a);
     Ok(())
 }

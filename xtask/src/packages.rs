@@ -46,6 +46,13 @@ pub const PEERS: &[Need] = &[
     ("sockperf", "the latency reference"),
 ];
 
+/// What `cargo xtask trace-overhead` runs and reads.
+pub const OVERHEAD: &[Need] = &[
+    ("iperf3", "the traced workload"),
+    ("bpftrace", "the peer tracer"),
+    ("bpftool", "the programs' run time (bpf_stats)"),
+];
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

@@ -6,15 +6,17 @@
 //! * `--rr`: copytrace's two-copy request/response at 64 B, one connection, against
 //!   `sockperf ping-pong --tcp -m 64 --full-rtt`. sockperf reports *half* the round trip
 //!   unless asked for the full one; copytrace reports full round trips.
-use std::{
-    process::{Child, Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, packages, setup::BuildEnv, tasks};
+use crate::{
+    cmd,
+    measure::{Background, list, mean},
+    packages,
+    setup::BuildEnv,
+    tasks,
+};
 
 const PORT: &str = "5399";
 
@@ -26,31 +28,13 @@ pub struct PeersArgs {
 }
 
 /// A reference server on 127.0.0.1 for one round; killed on drop.
-struct Server(Child);
-
-impl Server {
-    fn start(program: &str, args: &[&str]) -> anyhow::Result<Server> {
-        let c = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {program}"))?;
-        thread::sleep(Duration::from_millis(300));
-        Ok(Server(c))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn server(program: &str, args: &[&str]) -> anyhow::Result<Background> {
+    Background::start(Command::new(program).args(args), Duration::from_millis(300))
 }
 
 /// One iperf3 single-stream run over loopback with 1 MiB writes; returns received Gbit/s.
 fn iperf3(seconds: u32) -> anyhow::Result<f64> {
-    let _server = Server::start("iperf3", &["-s", "-1", "-B", "127.0.0.1", "-p", PORT])?;
+    let _server = server("iperf3", &["-s", "-1", "-B", "127.0.0.1", "-p", PORT])?;
     let out = cmd::output(Command::new("iperf3").args([
         "-c",
         "127.0.0.1",
@@ -71,7 +55,7 @@ fn iperf3(seconds: u32) -> anyhow::Result<f64> {
 
 /// One sockperf TCP ping-pong at 64 B over loopback; returns (p50, p99) round trips in µs.
 fn sockperf(seconds: u32) -> anyhow::Result<(f64, f64)> {
-    let _server = Server::start(
+    let _server = server(
         "sockperf",
         &["server", "--tcp", "-i", "127.0.0.1", "-p", PORT],
     )?;
@@ -129,17 +113,6 @@ fn copytrace_rr(env: &BuildEnv, seconds: u32) -> anyhow::Result<(f64, f64)> {
         us("p50_ns").context("no latency.p50_ns")?,
         us("p99_ns").context("no latency.p99_ns")?,
     ))
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|r| format!("{r:.3}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn throughput(env: &BuildEnv, rounds: u32, seconds: u32) -> anyhow::Result<()> {

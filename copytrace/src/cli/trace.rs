@@ -57,6 +57,10 @@ pub struct Args {
     /// With --perfetto: record one in this many system calls.
     #[arg(long, default_value_t = 1, value_name = "N")]
     sample: u32,
+    /// Attach empty programs to the hooks a trace would use, and count nothing: the floor
+    /// that `cargo xtask trace-overhead` measures the tracer's cost against.
+    #[arg(long, hide = true)]
+    floor: bool,
     /// Command to run and trace (with its children), after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -156,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             0
         },
+        floor: args.floor,
     };
     let mut tracer = match Tracer::start(&opts) {
         Ok(t) => t,

@@ -51,6 +51,9 @@ pub struct TraceOptions {
     pub best_tier: Tier,
     /// Sample one in this many system calls into the timeline ring buffer (0 = off).
     pub sample_every: u32,
+    /// Attach empty programs to the planned hooks instead of the real ones: what the hooks
+    /// alone cost (the floor `cargo xtask trace-overhead` measures against).
+    pub floor: bool,
 }
 
 impl Default for TraceOptions {
@@ -62,6 +65,7 @@ impl Default for TraceOptions {
             include_self: false,
             best_tier: Tier::Fentry,
             sample_every: 0,
+            floor: false,
         }
     }
 }
@@ -117,6 +121,7 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
                 .member_path_offset("sock", &["__sk_common", "skc_family"])
                 .unwrap_or(0);
             o.sock_protocol = b.member_offset("sock", "sk_protocol").unwrap_or(0);
+            o.task_pid = b.member_offset("task_struct", "pid").unwrap_or(0);
         }
         Err(e) => log::warn!(
             "no kernel BTF ({e}): deferred-copy bytes and socket families unavailable on \
@@ -124,6 +129,14 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
         ),
     }
     Ok(o)
+}
+
+/// Why the raw tracepoint programs cannot run with `o`, if they cannot: they read the
+/// tracepoints' struct arguments through offsets from the kernel's BTF.
+fn raw_refused(o: &TpOffsets) -> Option<&'static str> {
+    (o.task_pid == 0 || o.sock_family == 0 || o.sock_protocol == 0).then_some(
+        "raw tracepoints need task_struct/sock offsets from the kernel's BTF, which is missing",
+    )
 }
 
 fn same_offset(f: &Format, field: &str, want: u32) -> Result<()> {
@@ -224,6 +237,8 @@ impl Tracer {
         let syms = KernelSymbols::read(&root);
         let popts = PlanOptions {
             best_tier: opts.best_tier,
+            raw_refused: raw_refused(&config.offsets),
+            floor: opts.floor,
         };
         let mut decisions =
             planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Probes);

@@ -1,11 +1,16 @@
-//! The attach planner: for each kernel path, try fentry/fexit → kprobe/kretprobe → tp_btf →
-//! tracepoint, keep the first tier that loads and attaches, and remember why the better ones
-//! did not. Paths that no tier can see are reported as such, with the reason.
+//! The attach planner: for each kernel path, try fentry/fexit → kprobe/kretprobe → raw
+//! tracepoint → tracepoint, keep the first tier that loads and attaches, and remember why the
+//! better ones did not. Paths that no tier can see are reported as such, with the reason.
+//!
+//! Raw tracepoints take the place of tp_btf: both skip building the trace record that makes a
+//! classic tracepoint cost more per event, and both pass the tracepoint's own arguments. A
+//! raw tracepoint program attaches to any tracepoint (tp_btf is bound to one at load), and
+//! without CO-RE the programs read struct fields through BTF offsets either way.
 use std::{collections::HashSet, fs, path::Path};
 
 use aya::{
     Btf, Ebpf,
-    programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
+    programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +35,8 @@ pub enum Tier {
     Fentry,
     Kprobe,
     TpBtf,
+    /// A raw tracepoint (`BPF_PROG_TYPE_RAW_TRACEPOINT`): the tracepoint's arguments, no record.
+    RawTp,
     Tracepoint,
     /// No probe on the path: computed from events of other paths.
     Derived,
@@ -43,6 +50,7 @@ impl Tier {
             Tier::Fentry => "fentry",
             Tier::Kprobe => "kprobe",
             Tier::TpBtf => "tp_btf",
+            Tier::RawTp => "raw_tp",
             Tier::Tracepoint => "tracepoint",
             Tier::Derived => "derived",
             Tier::Unavailable => "unavailable",
@@ -58,6 +66,29 @@ enum HookKind {
     KRetProbe,
     /// A classic tracepoint in this category (the name is the candidate's target).
     Tracepoint(&'static str),
+    /// A raw tracepoint (its tracefs category, to check that it exists).
+    RawTracepoint(&'static str),
+}
+
+impl HookKind {
+    /// The tracefs category of a tracepoint hook.
+    fn category(self) -> Option<&'static str> {
+        match self {
+            HookKind::Tracepoint(c) | HookKind::RawTracepoint(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// A raw tracepoint candidate: programs named `raw_<tracepoint>`.
+macro_rules! raw {
+    ($category:literal, $targets:expr) => {
+        Candidate {
+            tier: Tier::RawTp,
+            targets: $targets,
+            hooks: &[("", HookKind::RawTracepoint($category))],
+        }
+    };
 }
 
 /// One way of seeing a path: programs attached together to one target function (or to their
@@ -117,6 +148,25 @@ pub mod names {
     pub const PROCESSES: &str = "process tracking";
 }
 
+/// The raw tier of the syscall path decodes x86-64 system call numbers.
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_CANDIDATES: &[Candidate] = &[
+    Candidate {
+        tier: Tier::RawTp,
+        targets: &["sys_enter", "sys_exit"],
+        hooks: &[("", HookKind::RawTracepoint("raw_syscalls"))],
+    },
+    SYSCALL_TRACEPOINTS,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_CANDIDATES: &[Candidate] = &[SYSCALL_TRACEPOINTS];
+
+const SYSCALL_TRACEPOINTS: Candidate = Candidate {
+    tier: Tier::Tracepoint,
+    targets: SEND_SYSCALLS,
+    hooks: &[("", HookKind::Tracepoint("syscalls"))],
+};
+
 const PIN_FUNCTIONS: &[&str] = &[
     "get_user_pages_fast",
     "internal_get_user_pages_fast",
@@ -129,11 +179,7 @@ static PATHS: &[PathSpec] = &[
         name: names::SYSCALLS,
         // The syscall tracepoints are the stable ABI for this and also mark "inside a send call"
         // for the probe tiers of the other paths; no probe tier would see more.
-        candidates: &[Candidate {
-            tier: Tier::Tracepoint,
-            targets: SEND_SYSCALLS,
-            hooks: &[("", HookKind::Tracepoint("syscalls"))],
-        }],
+        candidates: SYSCALL_CANDIDATES,
         fallback: Fallback::Unavailable("the syscalls:* tracepoints are missing"),
     },
     PathSpec {
@@ -150,6 +196,7 @@ static PATHS: &[PathSpec] = &[
                 targets: &["security_socket_sendmsg"],
                 hooks: &[("kp_sock_send", HookKind::KProbe)],
             },
+            raw!("sock", &["sock_send_length"]),
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["sock_send_length"],
@@ -174,6 +221,7 @@ static PATHS: &[PathSpec] = &[
                 targets: &["security_socket_recvmsg"],
                 hooks: &[("kp_sock_recv", HookKind::KProbe)],
             },
+            raw!("sock", &["sock_recv_length"]),
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["sock_recv_length"],
@@ -204,6 +252,7 @@ static PATHS: &[PathSpec] = &[
                     ("krp_tcp_sendmsg", HookKind::KRetProbe),
                 ],
             },
+            raw!("tcp", &["tcp_sendmsg_locked"]),
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["tcp_sendmsg_locked"],
@@ -340,6 +389,7 @@ static PATHS: &[PathSpec] = &[
                     ("krp_recv_copy", HookKind::KRetProbe),
                 ],
             },
+            raw!("skb", &["skb_copy_datagram_iovec"]),
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["skb_copy_datagram_iovec"],
@@ -350,20 +400,26 @@ static PATHS: &[PathSpec] = &[
     },
     PathSpec {
         name: names::SCHED,
-        candidates: &[Candidate {
-            tier: Tier::Tracepoint,
-            targets: &["sched_switch"],
-            hooks: &[("sched_switch", HookKind::Tracepoint("sched"))],
-        }],
+        candidates: &[
+            raw!("sched", &["sched_switch"]),
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["sched_switch"],
+                hooks: &[("sched_switch", HookKind::Tracepoint("sched"))],
+            },
+        ],
         fallback: Fallback::Unavailable("sched:sched_switch is missing"),
     },
     PathSpec {
         name: names::PROCESSES,
-        candidates: &[Candidate {
-            tier: Tier::Tracepoint,
-            targets: &["sched_process_fork", "sched_process_exit"],
-            hooks: &[("", HookKind::Tracepoint("sched"))],
-        }],
+        candidates: &[
+            raw!("sched", &["sched_process_fork", "sched_process_exit"]),
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &["sched_process_fork", "sched_process_exit"],
+                hooks: &[("", HookKind::Tracepoint("sched"))],
+            },
+        ],
         fallback: Fallback::Unavailable(
             "sched:sched_process_fork/exit are missing: children of a traced command are not \
              followed",
@@ -446,12 +502,18 @@ impl KernelSymbols {
 pub struct PlanOptions {
     /// Best tier allowed (tests force `kprobe` on kernels where fentry would win).
     pub best_tier: Tier,
+    /// Why the raw tracepoint programs cannot run here (they need struct offsets from BTF).
+    pub raw_refused: Option<&'static str>,
+    /// Attach empty programs to the chosen hooks instead (the cost floor).
+    pub floor: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             best_tier: Tier::Fentry,
+            raw_refused: None,
+            floor: false,
         }
     }
 }
@@ -494,16 +556,38 @@ where
         .map_err(|e: ProgramError| e.to_string())
 }
 
-/// Load `program_name` for `target` and attach it.
+/// The empty program of the cost floor for a hook of `kind`: one program of each type,
+/// loaded once and attached to every hook of that type.
+fn floor_program(kind: HookKind) -> Result<&'static str, String> {
+    match kind {
+        HookKind::Tracepoint(_) => Ok("floor_tracepoint"),
+        HookKind::RawTracepoint(_) => Ok("floor_raw_tp"),
+        HookKind::KProbe => Ok("probe_kprobe"),
+        HookKind::KRetProbe => Ok("floor_kretprobe"),
+        HookKind::FEntry | HookKind::FExit => {
+            Err("the cost floor has no fentry programs (one would be needed per function)".into())
+        }
+    }
+}
+
+/// Load `program_name` for `target` (unless a floor program is loaded already) and attach it.
 fn attach_hook(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     program_name: &str,
     kind: HookKind,
     target: &str,
+    floor: bool,
 ) -> Result<Hooked, String> {
     let e = |e: ProgramError| program_error(&e);
+    let program_name = if floor {
+        floor_program(kind)?
+    } else {
+        program_name
+    };
+    let loaded = ebpf.program(program_name).is_some_and(|p| p.fd().is_ok());
     match kind {
+        _ if floor && loaded => {}
         HookKind::FEntry | HookKind::FExit => {
             let btf = btf.ok_or("no kernel BTF")?;
             if matches!(kind, HookKind::FEntry) {
@@ -520,6 +604,9 @@ fn attach_hook(
             program::<KProbe>(ebpf, program_name)?.load().map_err(e)?
         }
         HookKind::Tracepoint(_) => program::<TracePoint>(ebpf, program_name)?
+            .load()
+            .map_err(e)?,
+        HookKind::RawTracepoint(_) => program::<RawTracePoint>(ebpf, program_name)?
             .load()
             .map_err(e)?,
     }
@@ -540,6 +627,11 @@ fn attach_hook(
                 .attach(category, target)
                 .map_err(e)?;
         }
+        HookKind::RawTracepoint(_) => {
+            program::<RawTracePoint>(ebpf, program_name)?
+                .attach(target)
+                .map_err(e)?;
+        }
     }
     Ok(Hooked {
         program: program_name.to_string(),
@@ -555,6 +647,7 @@ fn roll_back(ebpf: &mut Ebpf, programs: &[&str]) {
                 aya::programs::Program::FExit(p) => p.unload(),
                 aya::programs::Program::KProbe(p) => p.unload(),
                 aya::programs::Program::TracePoint(p) => p.unload(),
+                aya::programs::Program::RawTracePoint(p) => p.unload(),
                 _ => Ok(()),
             };
         }
@@ -567,19 +660,26 @@ fn try_candidate(
     btf: Option<&Btf>,
     c: &Candidate,
     target: &str,
+    floor: bool,
 ) -> Result<Vec<Hooked>, String> {
     let mut done: Vec<Hooked> = Vec::new();
     for &(program, kind) in c.hooks {
         // Tracepoint candidates with an empty program name attach the program named like
-        // each tracepoint.
-        let program = if program.is_empty() { target } else { program };
-        match attach_hook(ebpf, btf, program, kind, target) {
+        // each tracepoint (`raw_<name>` for raw tracepoints).
+        let program = match (program.is_empty(), kind) {
+            (true, HookKind::RawTracepoint(_)) => format!("raw_{target}"),
+            (true, _) => target.to_string(),
+            (false, _) => program.to_string(),
+        };
+        match attach_hook(ebpf, btf, &program, kind, target, floor) {
             Ok(h) => done.push(h),
+            // A floor program serves other hooks too: it stays (the tracer drops it whole).
+            Err(e) if floor => return Err(e),
             Err(e) => {
                 let names: Vec<&str> = done.iter().map(|h| h.program.as_str()).collect();
                 roll_back(ebpf, &names);
                 // The failing program may be loaded but not attached: unload it too.
-                roll_back(ebpf, &[program]);
+                roll_back(ebpf, &[&program]);
                 return Err(e);
             }
         }
@@ -610,6 +710,110 @@ pub fn canonical_order(decisions: &mut [PathDecision]) {
     decisions.sort_by_key(|d| PATHS.iter().position(|p| p.name == d.path));
 }
 
+/// Attach every tracepoint of candidate `c` (all or none); `Ok` names them.
+fn try_tracepoints(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    tracefs_root: &Path,
+    c: &Candidate,
+    opts: PlanOptions,
+) -> Result<String, Attempt> {
+    let category = c.hooks[0].1.category().expect("a tracepoint candidate");
+    let attempt = |target: String, error: String| Attempt {
+        tier: c.tier,
+        target,
+        error,
+    };
+    let all = || format!("{category}:{}", c.targets.join(","));
+    if let (Tier::RawTp, Some(why)) = (c.tier, opts.raw_refused) {
+        return Err(attempt(all(), why.to_string()));
+    }
+    let missing: Vec<_> = c
+        .targets
+        .iter()
+        .filter(|t| !tracefs::tracepoint_exists(tracefs_root, category, t))
+        .collect();
+    if !missing.is_empty() {
+        return Err(attempt(
+            all(),
+            format!("missing tracepoint(s): {missing:?}"),
+        ));
+    }
+    let mut attached: Vec<Hooked> = Vec::new();
+    for t in c.targets {
+        let one = Candidate {
+            tier: c.tier,
+            targets: &[],
+            hooks: c.hooks,
+        };
+        match try_candidate(ebpf, btf, &one, t, opts.floor) {
+            Ok(h) => attached.extend(h),
+            Err(e) => {
+                if !opts.floor {
+                    let progs: Vec<&str> = attached.iter().map(|h| h.program.as_str()).collect();
+                    roll_back(ebpf, &progs);
+                }
+                return Err(attempt(format!("{category}:{t}"), e));
+            }
+        }
+    }
+    Ok(if c.targets.len() > 4 {
+        format!("{} {category}:* tracepoints", c.targets.len())
+    } else {
+        c.targets
+            .iter()
+            .map(|t| format!("{category}:{t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// Attach the function probes of candidate `c` to the first of its targets this kernel has.
+fn try_functions(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    c: &Candidate,
+    floor: bool,
+) -> Result<String, Attempt> {
+    let mut fn_errors = Vec::new();
+    let Some(target) = c.targets.iter().find(|f| match syms.unprobeable(f) {
+        None => true,
+        Some(why) => {
+            fn_errors.push(why);
+            false
+        }
+    }) else {
+        return Err(Attempt {
+            tier: c.tier,
+            target: c.targets.join("|"),
+            error: fn_errors.join("; "),
+        });
+    };
+    try_candidate(ebpf, btf, c, target, floor)
+        .map(|_| target.to_string())
+        .map_err(|error| Attempt {
+            tier: c.tier,
+            target: target.to_string(),
+            error,
+        })
+}
+
+/// The decision for a path none of whose candidates attached.
+fn fallback(spec: &PathSpec, attempts: Vec<Attempt>) -> PathDecision {
+    let (tier, note) = match spec.fallback {
+        Fallback::Derived(n) => (Tier::Derived, n),
+        Fallback::Unavailable(n) => (Tier::Unavailable, n),
+    };
+    PathDecision {
+        path: spec.name.into(),
+        tier,
+        target: None,
+        attempts,
+        note: Some(note.into()),
+    }
+}
+
 /// Attach the paths of `phase`, each at its best tier.
 pub fn attach_paths(
     ebpf: &mut Ebpf,
@@ -630,97 +834,21 @@ pub fn attach_paths(
     for spec in specs {
         let mut attempts = Vec::new();
         let mut chosen = None;
-        for c in spec.candidates {
-            if c.tier < opts.best_tier {
-                continue;
-            }
-            let tracepoint = matches!(c.hooks[0].1, HookKind::Tracepoint(_));
-            if tracepoint {
-                // All tracepoints of the candidate must exist.
-                let category = match c.hooks[0].1 {
-                    HookKind::Tracepoint(cat) => cat,
-                    _ => unreachable!(),
-                };
-                let missing: Vec<_> = c
-                    .targets
-                    .iter()
-                    .filter(|t| !tracefs::tracepoint_exists(tracefs_root, category, t))
-                    .collect();
-                if !missing.is_empty() {
-                    attempts.push(Attempt {
-                        tier: c.tier,
-                        target: format!("{category}:{}", c.targets.join(",")),
-                        error: format!("missing tracepoint(s): {missing:?}"),
-                    });
-                    continue;
-                }
-                let mut ok = true;
-                let mut attached: Vec<Hooked> = Vec::new();
-                for t in c.targets {
-                    let one = Candidate {
-                        tier: c.tier,
-                        targets: &[],
-                        hooks: c.hooks,
-                    };
-                    match try_candidate(ebpf, btf, &one, t) {
-                        Ok(h) => attached.extend(h),
-                        Err(e) => {
-                            attempts.push(Attempt {
-                                tier: c.tier,
-                                target: format!("{category}:{t}"),
-                                error: e,
-                            });
-                            ok = false;
-                            break;
-                        }
-                    }
-                }
-                if ok {
-                    let via = if c.targets.len() > 4 {
-                        format!("{} {category}:* tracepoints", c.targets.len())
-                    } else {
-                        c.targets
-                            .iter()
-                            .map(|t| format!("{category}:{t}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
+        for c in spec.candidates.iter().filter(|c| c.tier >= opts.best_tier) {
+            let tried = if c.hooks[0].1.category().is_some() {
+                try_tracepoints(ebpf, btf, tracefs_root, c, opts)
+            } else {
+                try_functions(ebpf, btf, syms, c, opts.floor)
+            };
+            match tried {
+                Ok(via) => {
                     chosen = Some((c.tier, via));
                     break;
                 }
-                let progs: Vec<&str> = attached.iter().map(|h| h.program.as_str()).collect();
-                roll_back(ebpf, &progs);
-                continue;
-            }
-            // Function probes: the first name this kernel has.
-            let mut fn_errors = Vec::new();
-            let Some(target) = c.targets.iter().find(|f| match syms.unprobeable(f) {
-                None => true,
-                Some(why) => {
-                    fn_errors.push(why);
-                    false
-                }
-            }) else {
-                attempts.push(Attempt {
-                    tier: c.tier,
-                    target: c.targets.join("|"),
-                    error: fn_errors.join("; "),
-                });
-                continue;
-            };
-            match try_candidate(ebpf, btf, c, target) {
-                Ok(_) => {
-                    chosen = Some((c.tier, target.to_string()));
-                    break;
-                }
-                Err(e) => attempts.push(Attempt {
-                    tier: c.tier,
-                    target: target.to_string(),
-                    error: e,
-                }),
+                Err(a) => attempts.push(a),
             }
         }
-        let decision = match chosen {
+        out.push(match chosen {
             Some((tier, target)) => PathDecision {
                 path: spec.name.into(),
                 tier,
@@ -728,21 +856,8 @@ pub fn attach_paths(
                 attempts,
                 note: None,
             },
-            None => {
-                let (tier, note) = match spec.fallback {
-                    Fallback::Derived(n) => (Tier::Derived, n),
-                    Fallback::Unavailable(n) => (Tier::Unavailable, n),
-                };
-                PathDecision {
-                    path: spec.name.into(),
-                    tier,
-                    target: None,
-                    attempts,
-                    note: Some(note.into()),
-                }
-            }
-        };
-        out.push(decision);
+            None => fallback(spec, attempts),
+        });
     }
     out
 }

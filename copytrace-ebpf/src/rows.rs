@@ -1,0 +1,104 @@
+//! Stats rows: the configuration accessors, the clock, health counters and the one function
+//! that adds to a row of the `STATS` map.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+};
+use copytrace_common::{StatKey, TpOffsets, counter, hist_bucket};
+
+use crate::{CONFIG, COUNTERS, STATS, ZERO, filter::traced};
+
+#[inline(always)]
+pub fn config_u32(field: &u32) -> u32 {
+    // SAFETY: reading a global; volatile so the loader's override is not constant-folded away.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+#[inline(always)]
+pub fn offsets() -> TpOffsets {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.offsets) }
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Read a `T` at `base + off` in kernel memory (0/default when it cannot be read).
+#[inline(always)]
+pub fn read_kernel<T: Default>(base: *const u8, off: u32) -> T {
+    // SAFETY: the helper checks the address; a failed read yields the default.
+    unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T) }.unwrap_or_default()
+}
+
+#[inline(always)]
+pub fn bump(idx: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(idx) {
+        // Health counters only (never data): the BPF target has no atomic fetch-add in Rust, and
+        // a same-CPU preemption between load and store could at worst lose one increment of a
+        // counter that is already reporting a problem.
+        // SAFETY: the map value is a valid, aligned u64 for the lifetime of the program.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Add `count` events and `bytes` to the stats row `key`. `ns` goes into total/histogram.
+#[inline(always)]
+pub fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u64>) {
+    let p = match STATS.get_ptr_mut(key) {
+        Some(p) => p,
+        None => {
+            let Some(zero) = ZERO.get_ptr(0) else {
+                return;
+            };
+            // SAFETY: `zero` points at a map value of type Stats. EEXIST (another CPU won the
+            // race to create the row) is fine: the lookup below finds it. Passing the reference
+            // (not `*zero`) keeps the 288-byte value off the BPF stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let _ = STATS.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64);
+            match STATS.get_ptr_mut(key) {
+                Some(p) => p,
+                None => {
+                    bump(counter::STATS_FULL);
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: `p` is this CPU's value for a key only the current task writes (tid in key).
+    unsafe {
+        (*p).count += count;
+        (*p).bytes += bytes;
+        if failed {
+            (*p).errors += 1;
+        }
+        if let Some(ns) = ns {
+            (*p).total_ns += ns;
+            (*p).hist[hist_bucket(ns)] += 1;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn key(pid_tgid: u64, path: u16, op: u16, aux: u32) -> StatKey {
+    StatKey {
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        path,
+        op,
+        aux,
+    }
+}
+
+/// Key for events that may run in another task's context (counted while armed): the traced
+/// task's own key, or tgid 0 ("not attributable") when the current task is not traced.
+#[inline(always)]
+pub fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
+    if traced(pid_tgid) {
+        key(pid_tgid, path, 0, aux)
+    } else {
+        key(0, path, 0, aux)
+    }
+}

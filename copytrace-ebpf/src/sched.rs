@@ -1,0 +1,118 @@
+//! Scheduling and process tracking: time traced threads spend off CPU (`sched_switch`), and
+//! children of traced processes traced too (`sched_process_fork`/`exit`, like `perf trace`),
+//! so `copytrace trace -- sh -c 'python3 …'` sees the python process. Raw tracepoints read
+//! `task_struct.pid` through its BTF offset; classic ones read the record's fields.
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use copytrace_common::{OffCpu, StatKey, counter, filter, path};
+
+use crate::{
+    CONFIG, INFLIGHT, OFFCPU, PIDS,
+    filter::{armed, traced},
+    rows::{bump, config_u32, now, offsets, read_kernel, record},
+};
+
+/// A context switch to `next` (tid), in the context of the task switched out.
+#[inline(always)]
+fn switch(next: u32) {
+    let prev = bpf_get_current_pid_tgid();
+    let t = now();
+    if prev as u32 != 0 && traced(prev) && armed() {
+        let v = OffCpu {
+            since_ns: t,
+            tgid: (prev >> 32) as u32,
+            _pad: 0,
+        };
+        let _ = OFFCPU.insert(prev as u32, v, 0);
+    }
+    if let Some(o) = OFFCPU.get_ptr(next) {
+        // SAFETY: valid map value, copied before removal.
+        let o = unsafe { *o };
+        let _ = OFFCPU.remove(next);
+        let k = StatKey {
+            tgid: o.tgid,
+            tid: next,
+            path: path::OFF_CPU,
+            op: 0,
+            aux: 0,
+        };
+        record(&k, 1, 0, false, Some(t.saturating_sub(o.since_ns)));
+    }
+}
+
+/// A fork by the current task: follow `child` (tid or tgid) if the parent is followed.
+#[inline(always)]
+fn fork(child: u32) {
+    if config_u32(&CONFIG.follow_children) == 0 || config_u32(&CONFIG.filter_mode) != filter::PIDS {
+        return;
+    }
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if PIDS.get_ptr(parent_tgid).is_none() {
+        return;
+    }
+    // For a new thread `child` is its tid: harmless while it lives (tids and tgids share one
+    // number space) and removed again at its exit below.
+    if PIDS.insert(child, 1, 0).is_err() {
+        bump(counter::PIDS_FULL);
+    }
+}
+
+/// The current task exits: forget its thread-level state.
+#[inline(always)]
+fn exit() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    if tid != (pid_tgid >> 32) as u32 {
+        let _ = PIDS.remove(tid);
+    }
+    let _ = INFLIGHT.remove(pid_tgid);
+}
+
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the format file.
+    if let Ok(next) = unsafe { ctx.read_at::<i32>(offsets().switch_next_pid as usize) } {
+        switch(next as u32);
+    }
+    0
+}
+
+/// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, …)`.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn raw_sched_switch(ctx: RawTracePointContext) -> i32 {
+    let next: *const u8 = ctx.arg(2);
+    switch(read_kernel::<i32>(next, offsets().task_pid) as u32);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the format file.
+    if let Ok(child) = unsafe { ctx.read_at::<i32>(offsets().fork_child_pid as usize) } {
+        fork(child as u32);
+    }
+    0
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn raw_sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let child: *const u8 = ctx.arg(1);
+    fork(read_kernel::<i32>(child, offsets().task_pid) as u32);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    exit();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn raw_sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    exit();
+    0
+}

@@ -1,0 +1,95 @@
+//! `tcp_sendmsg()`: calls, bytes accepted and time inside.
+//!
+//! Probe tiers pair entry and return. The tracepoint tiers only have `tcp:tcp_sendmsg_locked`,
+//! which fires once per copy-loop iteration: the first iteration of a call starts its clock
+//! (in the system call's in-flight entry), `sock:sock_send_length` stops it (see `socket`).
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
+};
+use copytrace_common::path;
+
+use crate::{
+    filter::{counts, in_call},
+    pairing::{entry_key, pair_enter, pair_exit},
+    rows::{key, now, record},
+};
+
+#[inline(always)]
+fn tcp_enter() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if counts(pid_tgid) {
+        pair_enter(&entry_key(pid_tgid, path::TCP_SENDMSG), 0);
+    }
+}
+
+#[inline(always)]
+fn tcp_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path::TCP_SENDMSG)) {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        record(
+            &key(pid_tgid, path::TCP_SENDMSG, 0, 0),
+            1,
+            bytes,
+            ret < 0,
+            Some(ns),
+        );
+    }
+}
+
+/// A copy-loop iteration: start the call's clock at the first one. Only traced tasks have an
+/// in-flight entry, so the lookup is also the filter.
+#[inline(always)]
+fn loop_iteration() {
+    if let Some(f) = in_call(bpf_get_current_pid_tgid()) {
+        // SAFETY: valid map value owned by the current task.
+        unsafe {
+            if (*f).tcp_start_ns == 0 {
+                (*f).tcp_start_ns = now();
+            }
+        }
+    }
+}
+
+#[fentry(function = "tcp_sendmsg")]
+pub fn fe_tcp_sendmsg(_ctx: FEntryContext) -> i32 {
+    tcp_enter();
+    0
+}
+
+#[fexit(function = "tcp_sendmsg")]
+pub fn fx_tcp_sendmsg(ctx: FExitContext) -> i32 {
+    if let Ok(ret) = ctx.ret::<i32>() {
+        tcp_exit(ret as i64);
+    }
+    0
+}
+
+#[kprobe]
+pub fn kp_tcp_sendmsg(_ctx: ProbeContext) -> u32 {
+    tcp_enter();
+    0
+}
+
+#[kretprobe]
+pub fn krp_tcp_sendmsg(ctx: RetProbeContext) -> u32 {
+    tcp_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
+pub fn raw_tcp_sendmsg_locked(_ctx: RawTracePointContext) -> i32 {
+    loop_iteration();
+    0
+}
+
+#[tracepoint]
+pub fn tcp_sendmsg_locked(_ctx: TracePointContext) -> u32 {
+    loop_iteration();
+    0
+}
