@@ -8,8 +8,8 @@ use aya_ebpf::{
 use copytrace_common::path;
 
 use crate::{
-    filter::armed,
-    rows::{attributed_key, record},
+    filter::{armed, attributed_key},
+    rows::record,
 };
 
 #[inline(always)]

@@ -10,9 +10,9 @@ use aya_ebpf::{
 use copytrace_common::path;
 
 use crate::{
-    filter::armed,
+    filter::{armed, attributed_key},
     pairing::{entry_key_cpu, pair_enter, pair_exit},
-    rows::{attributed_key, offsets, read_kernel, record},
+    rows::{offsets, read_kernel, record},
 };
 
 #[inline(always)]

@@ -1,11 +1,11 @@
 //! Who counts and when: the process filter, the trace window, and the traced thread's
 //! in-flight system call.
 use aya_ebpf::helpers::bpf_get_current_cgroup_id;
-use copytrace_common::{InFlight, MAX_CONFIG_PIDS, counter, filter, inflight, syscall};
+use copytrace_common::{InFlight, MAX_CONFIG_PIDS, StatKey, counter, filter, inflight, syscall};
 
 use crate::{
     ARMED, CONFIG, INFLIGHT, PIDS,
-    rows::{bump, config_u32},
+    rows::{bump, config_u32, key},
 };
 
 #[inline(always)]
@@ -108,4 +108,15 @@ pub fn in_send(pid_tgid: u64) -> Option<*mut InFlight> {
     let f = in_call(pid_tgid)?;
     // SAFETY: valid map value.
     syscall::is_send(unsafe { (*f).op }).then_some(f)
+}
+
+/// Key for events that may run in another task's context (counted while armed): the traced
+/// task's own key, or tgid 0 ("not attributable") when the current task is not traced.
+#[inline(always)]
+pub fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
+    if traced(pid_tgid) {
+        key(pid_tgid, path, 0, aux)
+    } else {
+        key(0, path, 0, aux)
+    }
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use copytrace_common::{StatKey, TpOffsets, counter, hist_bucket};
 
-use crate::{CONFIG, COUNTERS, STATS, ZERO, filter::traced};
+use crate::{CONFIG, COUNTERS, STATS, ZERO};
 
 #[inline(always)]
 pub fn config_u32(field: &u32) -> u32 {
@@ -89,16 +89,5 @@ pub fn key(pid_tgid: u64, path: u16, op: u16, aux: u32) -> StatKey {
         path,
         op,
         aux,
-    }
-}
-
-/// Key for events that may run in another task's context (counted while armed): the traced
-/// task's own key, or tgid 0 ("not attributable") when the current task is not traced.
-#[inline(always)]
-pub fn attributed_key(pid_tgid: u64, path: u16, aux: u32) -> StatKey {
-    if traced(pid_tgid) {
-        key(pid_tgid, path, 0, aux)
-    } else {
-        key(0, path, 0, aux)
     }
 }

@@ -178,8 +178,8 @@ pub fn probe_features() -> Result<(Vec<Feature>, Vec<Feature>)> {
     ));
     features.push(filter_functions(&root));
     features.push(kallsyms());
-    features.push(crate::counters::hardware_pmu_feature());
-    features.push(crate::counters::software_events_feature());
+    features.push(hardware_pmu_feature());
+    features.push(software_events_feature());
     drop(ebpf);
 
     let tracepoints = TRACEPOINTS
@@ -342,5 +342,44 @@ fn kallsyms() -> Feature {
             }
         }
         Err(e) => Feature::new("kallsyms", Status::No, format!("/proc/kallsyms: {e}")),
+    }
+}
+
+/// Can we count CPU cycles on this machine?
+pub fn hardware_pmu_feature() -> Feature {
+    match crate::counters::hardware_available() {
+        Ok(()) => Feature {
+            name: "hardware PMU".into(),
+            status: Status::Yes,
+            detail: "cycles counter opened".into(),
+        },
+        Err(reason) => Feature {
+            name: "hardware PMU".into(),
+            status: Status::No,
+            detail: reason,
+        },
+    }
+}
+
+/// The thread accounting the CPU-cost numbers come from (no perf event, no privilege).
+pub fn software_events_feature() -> Feature {
+    match crate::counters::thread::Usage::now() {
+        Ok(u) => Feature {
+            name: "thread accounting".into(),
+            status: Status::Yes,
+            detail: format!(
+                "CLOCK_THREAD_CPUTIME_ID and getrusage(RUSAGE_THREAD); migrations {}",
+                if u.migrations.is_some() {
+                    "from /proc/thread-self/sched"
+                } else {
+                    "from a perf software event (/proc/thread-self/sched missing)"
+                }
+            ),
+        },
+        Err(e) => Feature {
+            name: "thread accounting".into(),
+            status: Status::No,
+            detail: format!("clock_gettime/getrusage: {e}"),
+        },
     }
 }

@@ -7,6 +7,7 @@ pub mod counters;
 pub mod error;
 pub mod export;
 pub mod features;
+pub mod files;
 pub mod report;
 pub mod table;
 pub mod trace;

@@ -8,12 +8,9 @@
 //! * the data was delivered to a local socket (loopback, veth): the receive path copies the
 //!   pinned pages (`skb_copy_ubufs`);
 //! * otherwise, unknown (and the interface's offloads are named).
-use std::{io, os::fd::AsRawFd};
+use std::{io, os::fd::AsRawFd, path::Path};
 
-use crate::bench::{
-    netns,
-    sweep::{Env, Topology},
-};
+use crate::bench::{netns, topology::Topology};
 
 /// A cell counts as copied when more than this fraction of its completed bytes was.
 pub const COPIED_ABOVE: f64 = 0.05;
@@ -87,16 +84,20 @@ fn offloads(ns: std::path::PathBuf, dev: String) -> io::Result<Offloads> {
 }
 
 /// Why a cell's zero-copy sends were copied (`copied` = its copied fraction).
-pub fn explain(env: &Env, copied: Option<f64>) -> Option<String> {
+pub fn explain(
+    topology: &Topology,
+    client_netns: Option<&Path>,
+    copied: Option<f64>,
+) -> Option<String> {
     if copied? <= COPIED_ABOVE {
         return None;
     }
-    Some(match &env.topology {
+    Some(match topology {
         Topology::Loopback | Topology::Netns => "delivered to a local socket (loopback or veth): \
              the receive path copies the pinned pages"
             .into(),
         Topology::Nics(a, _) => {
-            let ns = env.client_netns.clone()?;
+            let ns = client_netns?.to_path_buf();
             match offloads(ns, a.clone()) {
                 Ok(o) if !o.sg => {
                     format!("route without scatter-gather ({a}): TCP copied at send time")

@@ -13,7 +13,8 @@ use crate::{
     bench::{
         Mode, Pattern, Verify,
         message::{AlignedBuf, Verifier},
-        sender::{Sender, SenderStats, new_sender},
+        modes::new_sender,
+        sender::{Sender, SenderStats},
         wire::{self, Hello, PROTOCOL_VERSION, Report},
         zerocopy::ZeroCopyOptions,
     },

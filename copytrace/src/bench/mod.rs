@@ -3,12 +3,14 @@
 pub mod cause;
 pub mod client;
 pub mod message;
+pub mod modes;
 pub mod netns;
 pub mod results;
 pub mod sender;
 pub mod server;
 pub mod stats;
 pub mod sweep;
+pub mod topology;
 pub mod tracing;
 pub mod wire;
 pub mod zerocopy;

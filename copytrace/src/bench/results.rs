@@ -22,16 +22,12 @@
 //! over 8 fields. Throughput in decimal Gbit/s (1e9 bit/s) over the measured wall time of each
 //! connection, summed over connections; latencies in ns; CPU time in seconds; "per GB" is per
 //! 1e9 bytes sent.
-use std::{
-    fs,
-    io::{self, Write},
-    path::Path,
-};
+use std::{fs, io};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bench::{Mode, Pattern, Verify, size_label, stats::Estimate, zerocopy::ZeroCopyStats},
+    bench::{Mode, Pattern, Verify, sender::ZeroCopyStats, size_label, stats::Estimate},
     counters::CounterValues,
     features::Feature,
     table::Table,
@@ -180,6 +176,9 @@ pub struct Record {
 pub struct CellTrace {
     pub breakdown: Breakdown,
     pub syscalls: Vec<Summary>,
+    /// What watching this run cost (the tracer's own kernel-side time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracer_cost: Option<crate::trace::TracerCost>,
     /// The tracer's send-syscall bytes against what the benchmark itself sent.
     pub cross_check: CrossCheck,
 }
@@ -362,25 +361,6 @@ impl BenchDocument {
             })
             .collect()
     }
-}
-
-/// Write `bytes` to `path` atomically: a reader never sees a partial file, and a failure leaves
-/// no file behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.partial",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let r = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
 pub fn to_json(doc: &BenchDocument) -> io::Result<Vec<u8>> {

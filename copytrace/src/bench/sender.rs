@@ -3,11 +3,7 @@ use std::{io, os::fd::RawFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{
-    Mode,
-    message::{AlignedBuf, FIELDS, Message},
-    zerocopy::{ZeroCopySender, ZeroCopyStats},
-};
+use crate::bench::message::{AlignedBuf, FIELDS, Message};
 
 /// Sends whole messages on a connected socket.
 pub trait Sender: Send {
@@ -30,18 +26,33 @@ pub struct SenderStats {
     pub zerocopy: Option<ZeroCopyStats>,
 }
 
-pub fn new_sender(
-    mode: Mode,
-    fd: RawFd,
-    conn: u32,
-    size: usize,
-    zc: crate::bench::zerocopy::ZeroCopyOptions,
-) -> io::Result<Box<dyn Sender>> {
-    Ok(match mode {
-        Mode::TwoCopy => Box::new(TwoCopy::new(fd, conn, size)),
-        Mode::OneCopy => Box::new(OneCopy::new(fd, conn, size)),
-        Mode::ZeroCopy => Box::new(ZeroCopySender::new(fd, conn, size, zc)?),
-    })
+/// What the kernel told us about our zero-copy sends.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ZeroCopyStats {
+    /// Calls that got a notification id.
+    pub ids: u64,
+    /// Notifications read from the error queue (each covers a range of ids).
+    pub notifications: u64,
+    /// Ids completed with the pages sent by reference.
+    pub zerocopy_ids: u64,
+    /// Ids completed with `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel copied anyway.
+    pub copied_ids: u64,
+    pub zerocopy_bytes: u64,
+    pub copied_bytes: u64,
+    /// `ENOBUFS` returned by sendmsg (then drained and retried).
+    pub enobufs: u64,
+    /// Times a send waited for a completion to free a buffer.
+    pub pool_waits: u64,
+    /// recvmsg(MSG_ERRQUEUE) calls.
+    pub errqueue_reads: u64,
+}
+
+impl ZeroCopyStats {
+    /// Fraction of completed bytes the kernel copied anyway.
+    pub fn copied_fraction(&self) -> Option<f64> {
+        let total = self.copied_bytes + self.zerocopy_bytes;
+        (total > 0).then(|| self.copied_bytes as f64 / total as f64)
+    }
 }
 
 /// `sendmsg(fd, iov, flags)` until every byte of `parts` is accepted. Calls `on_call(n)` after

@@ -16,7 +16,8 @@ use crate::{
     bench::{
         Pattern,
         message::{AlignedBuf, Verifier},
-        sender::{Sender, new_sender},
+        modes::new_sender,
+        sender::Sender,
         wire::{self, Hello, PROTOCOL_VERSION, REQUEST_LEN, Report},
         zerocopy::ZeroCopyOptions,
     },

@@ -20,8 +20,9 @@ use crate::{
         message::MIN_SIZE,
         netns::{self, NetnsPair},
         results::{Counters, Derived, Latency, Record, Throughput, ZeroCopySummary},
+        sender::ZeroCopyStats,
         server::{self, Server},
-        zerocopy::{ZeroCopyOptions, ZeroCopyStats},
+        zerocopy::ZeroCopyOptions,
     },
     counters::CounterValues,
 };
@@ -29,30 +30,7 @@ use crate::{
 pub const MAX_SIZE: usize = 1 << 30;
 pub const MAX_THREADS: usize = 1024;
 
-/// Where the two ends of each connection live.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Topology {
-    /// Both ends in this process, over 127.0.0.1.
-    Loopback,
-    /// Two network namespaces joined by veth, created and torn down by copytrace.
-    Netns,
-    /// Two interfaces of this host joined by a wire (sender's, receiver's), each moved into one
-    /// of copytrace's namespaces for the run.
-    Nics(String, String),
-    /// A `copytrace serve` elsewhere.
-    Remote(SocketAddr),
-}
-
-impl Topology {
-    pub fn label(&self) -> String {
-        match self {
-            Topology::Loopback => "loopback".into(),
-            Topology::Netns => "netns (veth)".into(),
-            Topology::Nics(a, b) => format!("nics {a} → {b}"),
-            Topology::Remote(a) => format!("remote {a}"),
-        }
-    }
-}
+pub use super::topology::Topology;
 
 /// Knobs the tests use to provoke failure modes on purpose.
 #[derive(Clone, Copy, Debug, Default)]
@@ -285,7 +263,11 @@ pub fn run_cell(
     }
     let mut r = assemble(cell, repeat, &results)?;
     if let Some(z) = r.zerocopy.as_mut() {
-        z.cause = cause::explain(env, z.copied_fraction);
+        z.cause = cause::explain(
+            &env.topology,
+            env.client_netns.as_deref(),
+            z.copied_fraction,
+        );
     }
     Ok(Some(r))
 }

@@ -6,7 +6,7 @@
 //! detaching waits for an RCU grace period per tracepoint under a global mutex (about a second
 //! for all of them in a VM), far too slow to do per run. Runs are sequential, so snapshots
 //! before and after each one isolate it.
-use std::io;
+use std::{collections::BTreeMap, io};
 
 use copytrace_common::{path, syscall};
 
@@ -23,8 +23,20 @@ use crate::{
 pub struct TraceHook {
     tracer: Option<Tracer>,
     before: Snapshot,
+    /// Program statistics and this process's CPU time when the run started.
+    counts_before: (BTreeMap<String, (u64, u64)>, u64),
     /// With a remote server, the server's sends are not in this process.
     remote: bool,
+}
+
+/// CPU time of this whole process so far, ns.
+fn process_cpu_ns() -> u64 {
+    // SAFETY: a zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
 fn io_err(e: crate::Error) -> io::Error {
@@ -38,6 +50,7 @@ impl TraceHook {
         Ok(TraceHook {
             tracer: None,
             before: Snapshot::default(),
+            counts_before: Default::default(),
             remote: matches!(topology, Topology::Remote(_)),
         })
     }
@@ -67,15 +80,23 @@ impl CellHook for TraceHook {
     }
 
     fn before(&mut self, _cell: &Cell) -> io::Result<()> {
-        self.before = self.tracer()?.snapshot().map_err(io_err)?;
+        let tracer = self.tracer()?;
+        let (snap, counts) = (tracer.snapshot().map_err(io_err)?, tracer.program_counts());
+        self.before = snap;
+        self.counts_before = (counts, process_cpu_ns());
         Ok(())
     }
 
     fn after(&mut self, cell: &Cell, record: &mut Record) -> io::Result<()> {
         let remote = self.remote;
         let before = std::mem::take(&mut self.before);
+        let (counts, cpu) = std::mem::take(&mut self.counts_before);
         let tracer = self.tracer()?;
         let now = tracer.snapshot().map_err(io_err)?;
+        // The bench traces itself: the traced threads are this process's.
+        let cost = tracer
+            .cost_between(&counts, &tracer.program_counts())
+            .with_cpu(Some(process_cpu_ns().saturating_sub(cpu)));
         let d = now.since(&before);
         let traced = d
             .sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op))
@@ -93,6 +114,7 @@ impl CellHook for TraceHook {
         record.trace = Some(CellTrace {
             breakdown: Breakdown::compute(&d, tracer.decisions()),
             syscalls: d.syscalls(),
+            tracer_cost: Some(cost),
             cross_check: CrossCheck {
                 expected_send_bytes: expected,
                 traced_send_bytes: traced,

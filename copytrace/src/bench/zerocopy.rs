@@ -17,11 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::bench::{
     message::{FIELDS, Message},
-    sender::{Sender, SenderStats, sendmsg_all},
+    sender::{Sender, SenderStats, ZeroCopyStats, sendmsg_all},
 };
 
 const SO_ZEROCOPY: libc::c_int = 60;
@@ -49,35 +47,6 @@ impl ZeroCopyOptions {
             pool: (8usize << 20).div_ceil(size).clamp(2, 4096),
             reuse_early: false,
         }
-    }
-}
-
-/// What the kernel told us about our zero-copy sends.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ZeroCopyStats {
-    /// Calls that got a notification id.
-    pub ids: u64,
-    /// Notifications read from the error queue (each covers a range of ids).
-    pub notifications: u64,
-    /// Ids completed with the pages sent by reference.
-    pub zerocopy_ids: u64,
-    /// Ids completed with `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel copied anyway.
-    pub copied_ids: u64,
-    pub zerocopy_bytes: u64,
-    pub copied_bytes: u64,
-    /// `ENOBUFS` returned by sendmsg (then drained and retried).
-    pub enobufs: u64,
-    /// Times a send waited for a completion to free a buffer.
-    pub pool_waits: u64,
-    /// recvmsg(MSG_ERRQUEUE) calls.
-    pub errqueue_reads: u64,
-}
-
-impl ZeroCopyStats {
-    /// Fraction of completed bytes the kernel copied anyway.
-    pub fn copied_fraction(&self) -> Option<f64> {
-        let total = self.copied_bytes + self.zerocopy_bytes;
-        (total > 0).then(|| self.copied_bytes as f64 / total as f64)
     }
 }
 

@@ -233,8 +233,8 @@ pub fn sweep_document(
         features::probe_features()?.0
     } else {
         vec![
-            counters::software_events_feature(),
-            counters::hardware_pmu_feature(),
+            features::software_events_feature(),
+            features::hardware_pmu_feature(),
         ]
     };
     let env = Env::new(
@@ -360,11 +360,11 @@ pub fn emit(args: &Args, doc: &BenchDocument) -> anyhow::Result<ExitCode> {
         println!("note: {n}");
     }
     if let Some(p) = &args.json {
-        results::write_atomic(p, &results::to_json(doc)?)?;
+        copytrace::files::write_atomic(p, &results::to_json(doc)?)?;
         println!("wrote {}", p.display());
     }
     if let Some(p) = &args.csv {
-        results::write_atomic(p, &results::to_csv(doc)?)?;
+        copytrace::files::write_atomic(p, &results::to_csv(doc)?)?;
         println!("wrote {}", p.display());
     }
     let corrupt: Vec<_> = doc.records.iter().filter(|r| !r.integrity_ok()).collect();

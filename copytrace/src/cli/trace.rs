@@ -9,12 +9,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use copytrace::{
-    bench::results::write_atomic,
     export::{self, Interval, SpanInfo, TRACE_SCHEMA, TRACE_SCHEMA_VERSION, Target, TraceDocument},
     features,
+    files::write_atomic,
     table::Table,
     trace::{
-        Breakdown, Snapshot, Tier, TraceOptions, Tracer,
+        Breakdown, Snapshot, Tier, TraceOptions, Tracer, cost,
         process::{self, GatedChild},
         render,
     },
@@ -64,6 +64,18 @@ pub struct Args {
     /// Command to run and trace (with its children), after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// CPU time of what is traced so far: a command and its reaped descendants, the given
+/// processes, or (tracing everything) the whole machine.
+fn traced_cpu(pids: &[u32], command: bool) -> Option<u64> {
+    if command {
+        Some(cost::cpu_ns_children())
+    } else if pids.is_empty() {
+        cost::cpu_ns_all()
+    } else {
+        cost::cpu_ns(pids)
+    }
 }
 
 fn cgroup_id(dir: &PathBuf) -> anyhow::Result<u64> {
@@ -202,9 +214,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut intervals = Vec::new();
     let mut exit_status = None;
     let mut last = tracer.snapshot()?;
+    let cost_start = (tracer.program_counts(), traced_cpu(&pids, child.is_some()));
+    // The traced processes' CPU time, last read while they were alive (they may exit first).
+    let mut cpu_seen = cost_start.1;
     let mut next_interval = args.interval.map(|i| started + i);
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        if child.is_none() {
+            cpu_seen = traced_cpu(&pids, false).or(cpu_seen);
+        }
         tracer.flush_logs();
         if spans.len() < MAX_SPANS {
             tracer.drain_spans(&mut spans);
@@ -241,6 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let elapsed = started.elapsed();
+    let counts_end = tracer.program_counts();
     let straddling = tracer.disarm()?;
     let mut snap = tracer.snapshot()?;
     snap.counters.straddling_calls = straddling as u64;
@@ -251,6 +270,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         comms.refresh(&snap);
     }
     let decisions = tracer.decisions().to_vec();
+    let mut tracer_cost = tracer.cost_between(&cost_start.0, &counts_end);
     drop(tracer);
     if let Some(c) = child.as_mut()
         && exit_status.is_none()
@@ -259,12 +279,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // `timeout` would, and reap it.
         exit_status = Some(c.terminate()?);
     }
+    let cpu_end = if child.is_some() {
+        traced_cpu(&pids, true)
+    } else {
+        traced_cpu(&pids, false).or(cpu_seen)
+    };
+    tracer_cost = tracer_cost.with_cpu(cost_start.1.zip(cpu_end).map(|(a, b)| b.saturating_sub(a)));
 
     let breakdown = Breakdown::compute(&snap, &decisions);
     println!("copytrace: traced {who} for {:.3} s", elapsed.as_secs_f64());
     print!("{}", render::breakdown(&snap));
     println!();
     print!("{}", breakdown.render());
+    println!("{}", tracer_cost.line());
     let threads = if args.threads {
         let rows = export::threads(&snap, |t| comms.get(t));
         let mut t = Table::new([
@@ -327,6 +354,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 sampled: spans.len(),
                 written: spans.len(),
             }),
+            tracer_cost: Some(tracer_cost.clone()),
         };
         let mut v = serde_json::to_vec_pretty(&doc)?;
         v.push(b'\n');

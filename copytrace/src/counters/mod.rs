@@ -9,8 +9,6 @@ use std::io;
 use perf_event::events::{Cache, CacheOp, CacheResult, Event, Hardware, Software, WhichCache};
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Feature, Status};
-
 /// Explain a perf_event_open failure for a hardware event.
 pub fn hardware_unavailable_reason(e: &io::Error) -> String {
     let pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
@@ -33,45 +31,6 @@ pub fn hardware_available() -> Result<(), String> {
     b.build()
         .map(|_| ())
         .map_err(|e| hardware_unavailable_reason(&e))
-}
-
-/// Can we count CPU cycles on this machine?
-pub fn hardware_pmu_feature() -> Feature {
-    match hardware_available() {
-        Ok(()) => Feature {
-            name: "hardware PMU".into(),
-            status: Status::Yes,
-            detail: "cycles counter opened".into(),
-        },
-        Err(reason) => Feature {
-            name: "hardware PMU".into(),
-            status: Status::No,
-            detail: reason,
-        },
-    }
-}
-
-/// The thread accounting the CPU-cost numbers come from (no perf event, no privilege).
-pub fn software_events_feature() -> Feature {
-    match thread::Usage::now() {
-        Ok(u) => Feature {
-            name: "thread accounting".into(),
-            status: Status::Yes,
-            detail: format!(
-                "CLOCK_THREAD_CPUTIME_ID and getrusage(RUSAGE_THREAD); migrations {}",
-                if u.migrations.is_some() {
-                    "from /proc/thread-self/sched"
-                } else {
-                    "from a perf software event (/proc/thread-self/sched missing)"
-                }
-            ),
-        },
-        Err(e) => Feature {
-            name: "thread accounting".into(),
-            status: Status::No,
-            detail: format!("clock_gettime/getrusage: {e}"),
-        },
-    }
 }
 
 /// Counter totals. Hardware fields are absent (not zero) when they could not be counted.
@@ -300,13 +259,7 @@ mod tests {
     #[test]
     fn software_counters_count_this_thread_only_while_enabled() {
         let mut c = ThreadCounters::open(false).unwrap();
-        let spin = || {
-            let t = std::time::Instant::now();
-            let mut x = 0u64;
-            while t.elapsed() < std::time::Duration::from_millis(30) {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-        };
+        let spin = || thread::tests::spin_cpu(30);
         spin();
         assert_eq!(c.read().unwrap().task_clock_ns, 0, "counted while disabled");
         c.enable().unwrap();

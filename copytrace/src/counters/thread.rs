@@ -85,7 +85,7 @@ fn parse_migrations(sched: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -97,14 +97,29 @@ mod tests {
         assert_eq!(parse_migrations("nr_switches : 3\n"), None);
     }
 
+    /// Spin until this thread has run for `ms` of CPU time. A wall-clock spin gets less CPU
+    /// than its length on a busy machine (17 ms of 30 in one CI run), and the test then fails.
+    pub(crate) fn spin_cpu(ms: u64) {
+        let cpu = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointer.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let start = cpu();
+        let mut x = 0u64;
+        while cpu() - start < ms * 1_000_000 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+
     #[test]
     fn counts_this_threads_cpu_time_and_switches() {
         let a = Usage::now().unwrap();
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while t.elapsed() < std::time::Duration::from_millis(30) {
-            x = std::hint::black_box(x.wrapping_add(1));
-        }
+        spin_cpu(30);
         for _ in 0..5 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }

@@ -25,7 +25,9 @@ use std::{collections::BTreeMap, io};
 use copytrace_common::{SpanEvent, StatKey, Stats, aux, path, syscall};
 use serde::{Deserialize, Serialize};
 
-use crate::trace::{Breakdown, Counters, PathDecision, Snapshot, Summary, snapshot::family_name};
+use crate::trace::{
+    Breakdown, Counters, PathDecision, Snapshot, Summary, TracerCost, snapshot::family_name,
+};
 
 pub const TRACE_SCHEMA: &str = "copytrace.trace";
 pub const TRACE_SCHEMA_VERSION: u32 = 1;
@@ -77,6 +79,9 @@ pub struct TraceDocument {
     pub counters: Counters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<SpanInfo>,
+    /// What watching cost (copytrace's own kernel-side time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracer_cost: Option<TracerCost>,
 }
 
 /// Per-thread syscall summaries.

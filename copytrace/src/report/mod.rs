@@ -151,11 +151,9 @@ fn render(
 
 /// Write the page atomically: a reader never sees half of it.
 fn write_page(path: &Path, text: &str) -> Result<(), ReportError> {
-    crate::bench::results::write_atomic(path, text.as_bytes()).map_err(|source| {
-        ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
+    crate::files::write_atomic(path, text.as_bytes()).map_err(|source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

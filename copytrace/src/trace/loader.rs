@@ -20,7 +20,8 @@ use log::debug;
 use crate::{
     error::{Error, Result},
     trace::{
-        btf,
+        TracerCost, btf, cost,
+        maps::{map_mut, map_ref},
         planner::{self, KernelSymbols, PathDecision, Phase, PlanOptions, Tier},
         snapshot::Snapshot,
         tracefs::{self, Format},
@@ -188,6 +189,10 @@ pub fn load_object(config: &Config) -> Result<Ebpf> {
 /// A running trace. Dropping it detaches and unloads every program.
 pub struct Tracer {
     ebpf: Ebpf,
+    /// Holds the kernel's program statistics on (`None`: this kernel cannot, and why).
+    stats: Result<std::os::fd::OwnedFd, String>,
+    /// Calibrated dispatch cost per event, per hook kind.
+    dispatch: Vec<cost::Dispatch>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     decisions: Vec<PathDecision>,
     spans: Option<RingBuf<MapData>>,
@@ -225,6 +230,13 @@ impl Tracer {
             ..Config::ZERO
         };
         let mut ebpf = load_object(&config)?;
+        // Statistics first: the dispatch calibration reads them.
+        let stats = cost::enable_stats();
+        let dispatch = if stats.is_ok() {
+            cost::calibrate(&mut ebpf)
+        } else {
+            Vec::new()
+        };
         // aya-log needs the AYA_LOGS map; a failure here only costs us the log lines.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -273,6 +285,8 @@ impl Tracer {
         };
         let mut tracer = Tracer {
             ebpf,
+            stats,
+            dispatch,
             logger,
             decisions,
             spans,
@@ -333,6 +347,24 @@ impl Tracer {
         })
     }
 
+    /// Run time and runs of each of our programs so far (zero without statistics).
+    pub fn program_counts(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        cost::program_counts(&self.ebpf)
+    }
+
+    /// What the programs cost between two [`Tracer::program_counts`] readings.
+    pub fn cost_between(
+        &self,
+        a: &std::collections::BTreeMap<String, (u64, u64)>,
+        b: &std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> TracerCost {
+        let mut c = TracerCost::between(a, b, &self.dispatch);
+        if let Err(why) = &self.stats {
+            c.note = Some(format!("no program statistics on this kernel: {why}"));
+        }
+        c
+    }
+
     /// What the planner chose per path.
     pub fn decisions(&self) -> &[PathDecision] {
         &self.decisions
@@ -361,32 +393,4 @@ impl Tracer {
             l.flush();
         }
     }
-}
-
-pub(crate) fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<T>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.map_mut(name).ok_or_else(|| Error::Missing {
-        kind: "map",
-        name: name.to_string(),
-    })?;
-    T::try_from(map).map_err(|source| Error::Map {
-        map: name.to_string(),
-        source,
-    })
-}
-
-pub(crate) fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &str) -> Result<T>
-where
-    T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.map(name).ok_or_else(|| Error::Missing {
-        kind: "map",
-        name: name.to_string(),
-    })?;
-    T::try_from(map).map_err(|source| Error::Map {
-        map: name.to_string(),
-        source,
-    })
 }

@@ -8,7 +8,7 @@ use aya::{
 use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall};
 use serde::{Deserialize, Serialize};
 
-use crate::{error::Result, trace::loader::map_ref};
+use crate::{error::Result, trace::maps::map_ref};
 
 /// Element-wise arithmetic on [`Stats`] (sums across CPUs, deltas between snapshots).
 pub trait StatsExt {

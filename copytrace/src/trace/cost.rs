@@ -1,0 +1,319 @@
+//! What watching cost: copytrace's own kernel-side time, reported with every trace.
+//!
+//! The kernel counts each program's run time and runs once statistics are on
+//! (`BPF_ENABLE_STATS`, held by the tracer for its lifetime: the previous setting returns when
+//! it ends, and `kernel.bpf_stats_enabled` is never written). That run time excludes the
+//! dispatch — building a classic tracepoint's record, the raw tracepoint or trampoline call —
+//! so bpftop-style figures undercount; the dispatch cost per event is calibrated on this
+//! kernel at start (an empty program on the same kind of hook, timed over a loop of cheap
+//! system calls, minus its own run time) and added as an estimate.
+use std::{collections::BTreeMap, os::fd::OwnedFd, time::Instant};
+
+use aya::{
+    Ebpf,
+    programs::{Program, ProgramError, RawTracePoint, TracePoint},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::trace::planner::{self, Tier};
+
+/// Statistics on for as long as this lives (kernel 5.8+); `None` with the reason otherwise.
+pub fn enable_stats() -> Result<OwnedFd, String> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.to_string())
+}
+
+/// Run time and runs of each of our loaded programs, by name.
+pub fn program_counts(ebpf: &Ebpf) -> BTreeMap<String, (u64, u64)> {
+    ebpf.programs()
+        .filter_map(|(name, p)| {
+            let info = p.info().ok()?;
+            Some((
+                name.to_string(),
+                (info.run_time().as_nanos() as u64, info.run_count()),
+            ))
+        })
+        .collect()
+}
+
+/// One program's share of the cost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProgramCost {
+    pub program: String,
+    pub events: u64,
+    /// Kernel-reported run time (dispatch excluded).
+    pub run_ns: u64,
+}
+
+/// The calibrated dispatch cost of one kind of hook.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dispatch {
+    pub tier: Tier,
+    pub ns_per_event: f64,
+}
+
+/// copytrace's own kernel-side cost over a trace window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TracerCost {
+    /// Programs that ran, busiest first.
+    pub programs: Vec<ProgramCost>,
+    pub events: u64,
+    pub run_ns: u64,
+    /// Estimated dispatch time (calibrated ns per event × events), where calibrated.
+    pub dispatch_ns: Option<u64>,
+    /// Calibrations used.
+    pub dispatch: Vec<Dispatch>,
+    /// CPU time of the traced threads over the window, where known.
+    pub traced_cpu_ns: Option<u64>,
+    /// (run + dispatch) ÷ traced CPU time.
+    pub share_of_traced_cpu: Option<f64>,
+    /// Why a figure is missing, or what it means.
+    pub note: Option<String>,
+}
+
+impl TracerCost {
+    /// The cost between two [`program_counts`] readings.
+    pub fn between(
+        a: &BTreeMap<String, (u64, u64)>,
+        b: &BTreeMap<String, (u64, u64)>,
+        dispatch: &[Dispatch],
+    ) -> TracerCost {
+        let mut programs: Vec<ProgramCost> = b
+            .iter()
+            .map(|(name, &(ns, n))| {
+                let (ns0, n0) = a.get(name).copied().unwrap_or((0, 0));
+                ProgramCost {
+                    program: name.clone(),
+                    events: n.saturating_sub(n0),
+                    run_ns: ns.saturating_sub(ns0),
+                }
+            })
+            .filter(|p| p.events > 0)
+            .collect();
+        programs.sort_by_key(|p| std::cmp::Reverse(p.run_ns));
+        // Estimated only if every hook kind that ran was calibrated.
+        let dispatch_ns = programs
+            .iter()
+            .map(|p| {
+                let tier = tier_of_program(&p.program);
+                let d = dispatch.iter().find(|d| d.tier == tier)?;
+                Some(d.ns_per_event * p.events as f64)
+            })
+            .sum::<Option<f64>>();
+        TracerCost {
+            events: programs.iter().map(|p| p.events).sum(),
+            run_ns: programs.iter().map(|p| p.run_ns).sum(),
+            programs,
+            dispatch_ns: dispatch_ns.map(|d| d as u64),
+            dispatch: dispatch.to_vec(),
+            ..TracerCost::default()
+        }
+    }
+
+    /// Set the traced threads' CPU time and the share it implies.
+    pub fn with_cpu(mut self, traced_cpu_ns: Option<u64>) -> TracerCost {
+        self.traced_cpu_ns = traced_cpu_ns;
+        self.share_of_traced_cpu = traced_cpu_ns
+            .filter(|&c| c > 0)
+            .map(|c| (self.run_ns + self.dispatch_ns.unwrap_or(0)) as f64 / c as f64);
+        self
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let per = |ns: u64| ns as f64 / self.events.max(1) as f64;
+        let mut s = format!(
+            "tracer cost: {:.1} ms of program time in {} events ({:.0} ns/event)",
+            self.run_ns as f64 / 1e6,
+            self.events,
+            per(self.run_ns)
+        );
+        match self.dispatch_ns {
+            Some(d) => {
+                s += &format!(
+                    " + {:.1} ms estimated dispatch ({:.0} ns/event, calibrated)",
+                    d as f64 / 1e6,
+                    per(d)
+                )
+            }
+            None => s += " + dispatch (not calibrated for every hook kind in use)",
+        }
+        if let Some(f) = self.share_of_traced_cpu {
+            s += &format!(" ≈ {:.1} % of the traced threads' CPU time", f * 100.0);
+        }
+        if let Some(n) = &self.note {
+            s += &format!(" ({n})");
+        }
+        s
+    }
+}
+
+/// Calls of a cheap system call per calibration sample.
+const CALLS: u32 = 40_000;
+
+/// Mean ns per `getppid()` over `CALLS` calls.
+fn syscall_ns() -> f64 {
+    let t = Instant::now();
+    for _ in 0..CALLS {
+        // SAFETY: no arguments, no effects.
+        unsafe { libc::getppid() };
+    }
+    t.elapsed().as_nanos() as f64 / CALLS as f64
+}
+
+/// The best of three interleaved timings with one hook attached and with two.
+fn timed(mut second: impl FnMut(bool) -> Result<(), String>) -> Result<(f64, f64), String> {
+    let (mut one, mut two) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        one = one.min(syscall_ns());
+        second(true)?;
+        two = two.min(syscall_ns());
+        second(false)?;
+    }
+    Ok((one, two))
+}
+
+/// Calibrate the dispatch cost of raw and classic tracepoints. An empty program stays on the
+/// entry of `getppid()` (which switches system calls to their traced slow path, a cost of
+/// its own) while this thread times a loop of `getppid()` calls with and without the same
+/// program also on its exit: the difference is one more event, whose own run time is taken
+/// off. Needs statistics on. Fentry and kprobe hooks are not calibrated (each would need a
+/// program bound to one function).
+pub fn calibrate(ebpf: &mut Ebpf) -> Vec<Dispatch> {
+    let mut out = Vec::new();
+    for tier in [Tier::RawTp, Tier::Tracepoint] {
+        match calibrate_one(ebpf, tier) {
+            Ok(d) => out.push(d),
+            Err(e) => log::debug!("dispatch calibration for {}: {e}", tier.as_str()),
+        }
+    }
+    out
+}
+
+fn calibrate_one(ebpf: &mut Ebpf, tier: Tier) -> Result<Dispatch, String> {
+    let name = match tier {
+        Tier::RawTp => "floor_raw_tp",
+        _ => "floor_tracepoint",
+    };
+    let before = program_counts(ebpf).get(name).copied().unwrap_or((0, 0));
+    let err = |e: ProgramError| e.to_string();
+    let (one, two) = match tier {
+        Tier::RawTp => {
+            let p: &mut RawTracePoint = planner::program(ebpf, name)?;
+            p.load().map_err(err)?;
+            let first = p.attach("sys_enter").map_err(err)?;
+            let mut link = None;
+            let r = timed(|on| {
+                match (on, link.take()) {
+                    (true, _) => link = Some(p.attach("sys_exit").map_err(err)?),
+                    (false, Some(l)) => p.detach(l).map_err(err)?,
+                    (false, None) => {}
+                }
+                Ok(())
+            });
+            p.detach(first).map_err(err)?;
+            r?
+        }
+        _ => {
+            let p: &mut TracePoint = planner::program(ebpf, name)?;
+            p.load().map_err(err)?;
+            let first = p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
+            let mut link = None;
+            let r = timed(|on| {
+                match (on, link.take()) {
+                    (true, _) => {
+                        link = Some(p.attach("syscalls", "sys_exit_getppid").map_err(err)?)
+                    }
+                    (false, Some(l)) => p.detach(l).map_err(err)?,
+                    (false, None) => {}
+                }
+                Ok(())
+            });
+            p.detach(first).map_err(err)?;
+            r?
+        }
+    };
+    let after = program_counts(ebpf).get(name).copied().unwrap_or((0, 0));
+    unload(ebpf, name);
+    let runs = after.1.saturating_sub(before.1).max(1);
+    let run_ns = after.0.saturating_sub(before.0) as f64 / runs as f64;
+    Ok(Dispatch {
+        tier,
+        ns_per_event: (two - one - run_ns).max(0.0),
+    })
+}
+
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    match ebpf.program_mut(name) {
+        Some(Program::RawTracePoint(p)) => {
+            let _ = p.unload();
+        }
+        Some(Program::TracePoint(p)) => {
+            let _ = p.unload();
+        }
+        _ => {}
+    }
+}
+
+/// CPU time (user + system) of the threads of `tgids` so far, ns; `None` if unreadable.
+pub fn cpu_ns(tgids: &[u32]) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut total = 0;
+    for t in tgids {
+        let stat = std::fs::read_to_string(format!("/proc/{t}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        total += ticks * 1_000_000_000 / hz;
+    }
+    Some(total)
+}
+
+/// CPU time (busy: all but idle and iowait) of the whole machine so far, ns.
+pub fn cpu_ns_all() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let busy: u64 = f
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Some(busy * 1_000_000_000 / hz)
+}
+
+/// CPU time of reaped children (and their reaped descendants) so far, ns.
+pub fn cpu_ns_children() -> u64 {
+    // SAFETY: a zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+/// The hook kind a program of ours runs on, from the naming convention of `copytrace-ebpf`.
+pub fn tier_of_program(name: &str) -> Tier {
+    if name.starts_with("raw_") || name == "floor_raw_tp" {
+        Tier::RawTp
+    } else if name.starts_with("fe_") || name.starts_with("fx_") {
+        Tier::Fentry
+    } else if name.starts_with("kp_")
+        || name.starts_with("krp_")
+        || name == "probe_kprobe"
+        || name == "floor_kretprobe"
+    {
+        Tier::Kprobe
+    } else {
+        Tier::Tracepoint
+    }
+}
