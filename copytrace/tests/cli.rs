@@ -98,6 +98,82 @@ s.close(); t.join()
     assert_eq!(received, 1_000_000, "stdout:\n{out}");
 }
 
+/// Every trace says what watching cost: sampled program statistics (the sysctl untouched),
+/// a dispatch estimate calibrated on this kernel, and a share of the traced CPU time.
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn trace_reports_what_it_cost() {
+    let sysctl = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let before = sysctl();
+    // 64-byte sends for 1.5 s (at most 300,000): several statistics windows.
+    let script = r#"
+import socket, threading, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def rx():
+    c, _ = srv.accept()
+    while c.recv(1 << 16): pass
+t = threading.Thread(target=rx); t.start()
+s = socket.create_connection(srv.getsockname())
+end = time.time() + 1.5
+for _ in range(300000):
+    if time.time() > end: break
+    s.send(b"x" * 64)
+s.close(); t.join()
+"#;
+    let json = std::env::temp_dir().join(format!("copytrace-cost-{}.json", std::process::id()));
+    let o = run(copytrace()
+        .args(["trace", "--json"])
+        .arg(&json)
+        .args(["--", "python3", "-c", script]));
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    assert_eq!(
+        sysctl(),
+        before,
+        "kernel.bpf_stats_enabled is never written"
+    );
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("tracer cost: "))
+        .expect("a cost line");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let c = &v["tracer_cost"];
+    let f = c["sampled_fraction"]
+        .as_f64()
+        .expect("statistics were sampled");
+    assert!(
+        (0.05..0.2).contains(&f),
+        "sampled {f} of the time (50 ms of every 500)"
+    );
+    let (events, run_ns) = (c["events"].as_u64().unwrap(), c["run_ns"].as_u64().unwrap());
+    assert!(events > 0 && run_ns > 0, "{c}");
+    let per = run_ns as f64 / events as f64;
+    assert!((10.0..10_000.0).contains(&per), "{per} ns per event: {c}");
+    let names: Vec<&str> = c["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["program"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains("sock_send_length")),
+        "the socket layer ran: {names:?}"
+    );
+    // This kernel has raw and classic tracepoints: both calibrated, both positive.
+    let tiers: Vec<&str> = c["dispatch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["ns_per_event"].as_f64().unwrap() > 0.0)
+        .map(|d| d["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["raw-tp", "tracepoint"], "{c}");
+    let share = c["share_of_traced_cpu"].as_f64().expect("a share");
+    assert!(share > 0.0 && share < 1.0, "{share}");
+    assert!(line.contains("% of the traced threads' CPU time"), "{line}");
+    let _ = std::fs::remove_file(&json);
+}
+
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn trace_exits_with_the_commands_status() {

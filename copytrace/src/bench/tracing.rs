@@ -6,7 +6,7 @@
 //! detaching waits for an RCU grace period per tracepoint under a global mutex (about a second
 //! for all of them in a VM), far too slow to do per run. Runs are sequential, so snapshots
 //! before and after each one isolate it.
-use std::{collections::BTreeMap, io};
+use std::io;
 
 use copytrace_common::{path, syscall};
 
@@ -24,7 +24,7 @@ pub struct TraceHook {
     tracer: Option<Tracer>,
     before: Snapshot,
     /// Program statistics and this process's CPU time when the run started.
-    counts_before: (BTreeMap<String, (u64, u64)>, u64),
+    counts_before: (crate::trace::cost::Sampled, u64),
     /// With a remote server, the server's sends are not in this process.
     remote: bool,
 }
@@ -81,7 +81,7 @@ impl CellHook for TraceHook {
 
     fn before(&mut self, _cell: &Cell) -> io::Result<()> {
         let tracer = self.tracer()?;
-        let (snap, counts) = (tracer.snapshot().map_err(io_err)?, tracer.program_counts());
+        let (snap, counts) = (tracer.snapshot().map_err(io_err)?, tracer.cost_reading());
         self.before = snap;
         self.counts_before = (counts, process_cpu_ns());
         Ok(())
@@ -95,7 +95,7 @@ impl CellHook for TraceHook {
         let now = tracer.snapshot().map_err(io_err)?;
         // The bench traces itself: the traced threads are this process's.
         let cost = tracer
-            .cost_between(&counts, &tracer.program_counts())
+            .cost_between(&counts, &tracer.cost_reading())
             .with_cpu(Some(process_cpu_ns().saturating_sub(cpu)));
         let d = now.since(&before);
         let traced = d

@@ -214,7 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut intervals = Vec::new();
     let mut exit_status = None;
     let mut last = tracer.snapshot()?;
-    let cost_start = (tracer.program_counts(), traced_cpu(&pids, child.is_some()));
+    let cost_start = (tracer.cost_reading(), traced_cpu(&pids, child.is_some()));
     // The traced processes' CPU time, last read while they were alive (they may exit first).
     let mut cpu_seen = cost_start.1;
     let mut next_interval = args.interval.map(|i| started + i);
@@ -259,7 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let elapsed = started.elapsed();
-    let counts_end = tracer.program_counts();
+    let counts_end = tracer.cost_reading();
     let straddling = tracer.disarm()?;
     let mut snap = tracer.snapshot()?;
     snap.counters.straddling_calls = straddling as u64;

@@ -140,6 +140,13 @@ fn raw_refused(o: &TpOffsets) -> Option<&'static str> {
     )
 }
 
+/// (name, kernel id) of every loaded program of the object.
+fn program_ids(ebpf: &Ebpf) -> Vec<(String, u32)> {
+    ebpf.programs()
+        .filter_map(|(name, p)| Some((name.to_string(), p.info().ok()?.id())))
+        .collect()
+}
+
 fn same_offset(f: &Format, field: &str, want: u32) -> Result<()> {
     let got = f.offset(field)?;
     if got != want {
@@ -189,8 +196,8 @@ pub fn load_object(config: &Config) -> Result<Ebpf> {
 /// A running trace. Dropping it detaches and unloads every program.
 pub struct Tracer {
     ebpf: Ebpf,
-    /// Holds the kernel's program statistics on (`None`: this kernel cannot, and why).
-    stats: Result<std::os::fd::OwnedFd, String>,
+    /// Samples the kernel's program statistics (the reason when it cannot, or should not).
+    sampler: std::result::Result<cost::Sampler, String>,
     /// Calibrated dispatch cost per event, per hook kind.
     dispatch: Vec<cost::Dispatch>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -230,12 +237,18 @@ impl Tracer {
             ..Config::ZERO
         };
         let mut ebpf = load_object(&config)?;
-        // Statistics first: the dispatch calibration reads them.
-        let stats = cost::enable_stats();
-        let dispatch = if stats.is_ok() {
-            cost::calibrate(&mut ebpf)
+        // Before anything is attached: the calibration times system calls. The floor is only
+        // hooks: nothing to report, and no statistics to pay for.
+        let (stats, dispatch) = if opts.floor {
+            (Err("the floor reports no cost".to_string()), Vec::new())
         } else {
-            Vec::new()
+            match cost::enable_stats() {
+                Ok(_) => (Ok(()), cost::calibrate(&mut ebpf)),
+                Err(e) => (
+                    Err(format!("no program statistics on this kernel: {e}")),
+                    Vec::new(),
+                ),
+            }
         };
         // aya-log needs the AYA_LOGS map; a failure here only costs us the log lines.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -283,9 +296,10 @@ impl Tracer {
         } else {
             None
         };
+        let sampler = stats.map(|()| cost::Sampler::start(program_ids(&ebpf)));
         let mut tracer = Tracer {
             ebpf,
-            stats,
+            sampler,
             dispatch,
             logger,
             decisions,
@@ -347,22 +361,23 @@ impl Tracer {
         })
     }
 
-    /// Run time and runs of each of our programs so far (zero without statistics).
-    pub fn program_counts(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
-        cost::program_counts(&self.ebpf)
+    /// The sampled program statistics so far (empty without statistics).
+    pub fn cost_reading(&self) -> cost::Sampled {
+        match &self.sampler {
+            Ok(s) => s.reading(),
+            Err(_) => cost::Sampled::default(),
+        }
     }
 
-    /// What the programs cost between two [`Tracer::program_counts`] readings.
-    pub fn cost_between(
-        &self,
-        a: &std::collections::BTreeMap<String, (u64, u64)>,
-        b: &std::collections::BTreeMap<String, (u64, u64)>,
-    ) -> TracerCost {
-        let mut c = TracerCost::between(a, b, &self.dispatch);
-        if let Err(why) = &self.stats {
-            c.note = Some(format!("no program statistics on this kernel: {why}"));
+    /// What the programs cost between two [`Tracer::cost_reading`]s.
+    pub fn cost_between(&self, a: &cost::Sampled, b: &cost::Sampled) -> TracerCost {
+        match &self.sampler {
+            Ok(_) => TracerCost::between(a, b, &self.dispatch),
+            Err(why) => TracerCost {
+                note: Some(why.clone()),
+                ..TracerCost::default()
+            },
         }
-        c
     }
 
     /// What the planner chose per path.
