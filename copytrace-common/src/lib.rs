@@ -78,6 +78,11 @@ pub mod aux {
     pub const DERIVED: u32 = 2;
     /// [`path::PIN_PAGES`]: pages *requested* (the nr_pages argument) rather than pinned.
     pub const REQUESTED: u32 = 4;
+    /// [`path::SOCK_SEND`] rows as the kernel writes them: each event also ended a
+    /// tcp_sendmsg timed from its first copy-loop iteration (tracepoint tiers), and the row's
+    /// time is that tcp_sendmsg's. One row instead of two saves a map update per send; user
+    /// space splits it into the socket row and the derived [`path::TCP_SENDMSG`] row.
+    pub const TCP_TIMED: u32 = 8;
     /// The socket's address family is stored in the upper 16 bits (0 = not a socket / unknown).
     pub const FAMILY_SHIFT: u32 = 16;
 

@@ -67,8 +67,8 @@ fn sock_event_on<C: EbpfContext>(
         }
     };
     let bytes = if ret > 0 { ret as u64 } else { 0 };
-    let bits = (family as u32) << aux::FAMILY_SHIFT;
-    record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, None);
+    let mut bits = (family as u32) << aux::FAMILY_SHIFT;
+    let mut tcp_ns = None;
     if in_call {
         // SAFETY: valid map value owned by the current task.
         let tcp_start = unsafe {
@@ -81,17 +81,14 @@ fn sock_event_on<C: EbpfContext>(
             t
         };
         // Tracepoint tiers of tcp_sendmsg: its copy loop's first iteration left a timestamp
-        // in the in-flight entry; sock_sendmsg returning ends the call.
+        // in the in-flight entry; sock_sendmsg returning ends the call. Its time rides in the
+        // socket row (user space splits it off): one map update per send instead of two.
         if path == path::SOCK_SEND && tcp_start != 0 {
-            record(
-                &key(pid_tgid, path::TCP_SENDMSG, 0, aux::DERIVED),
-                1,
-                bytes,
-                ret < 0,
-                Some(now().saturating_sub(tcp_start)),
-            );
+            bits |= aux::TCP_TIMED;
+            tcp_ns = Some(now().saturating_sub(tcp_start));
         }
     }
+    record(&key(pid_tgid, path, proto, bits), 1, bytes, ret < 0, tcp_ns);
     announce(ctx, pid_tgid, ret as i32);
 }
 

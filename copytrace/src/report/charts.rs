@@ -153,6 +153,24 @@ pub(super) fn traced(
     })
 }
 
+/// A chart over message sizes with one series per mode of `doc`.
+fn per_mode(
+    doc: &BenchDocument,
+    title: String,
+    (x_label, y_label): (&str, &str),
+    log_y: bool,
+    series: &dyn Fn(Mode) -> Series,
+) -> LineChart {
+    LineChart {
+        title,
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        log_y,
+        x_fmt: x_bytes,
+        series: doc.config.modes.iter().map(|&m| series(m)).collect(),
+    }
+}
+
 /// One series per mode over the measured sizes, log y (no error bars).
 pub(super) fn per_mode_over_sizes(
     doc: &BenchDocument,
@@ -160,54 +178,28 @@ pub(super) fn per_mode_over_sizes(
     y_label: &str,
     value: &dyn Fn(Mode, usize) -> Option<f64>,
 ) -> LineChart {
-    LineChart {
-        title: title.to_string(),
-        x_label: "message size".into(),
-        y_label: y_label.to_string(),
-        log_y: true,
-        x_fmt: x_bytes,
-        series: doc
-            .config
-            .modes
-            .iter()
-            .map(|&m| Series {
-                label: m.as_str().into(),
-                color: color(m),
-                hollow: false,
-                points: sorted_sizes(doc)
-                    .into_iter()
-                    .filter_map(|size| {
-                        Some(Pt {
-                            x: size as f64,
-                            y: value(m, size)?,
-                            band: None,
-                        })
-                    })
-                    .collect(),
+    let series = |m: Mode| Series {
+        label: m.as_str().into(),
+        color: color(m),
+        hollow: false,
+        points: sorted_sizes(doc)
+            .into_iter()
+            .filter_map(|size| {
+                Some(Pt {
+                    x: size as f64,
+                    y: value(m, size)?,
+                    band: None,
+                })
             })
             .collect(),
-    }
+    };
+    per_mode(doc, title.into(), ("message size", y_label), true, &series)
 }
 
 /// Sender throughput against message size, one series per mode (stream, `threads`).
 pub(super) fn throughput_vs_size(doc: &BenchDocument, title: String, threads: usize) -> LineChart {
-    LineChart {
-        title,
-        x_label: "message size, bytes (8 fields)".into(),
-        y_label: "Gbit/s".into(),
-        log_y: false,
-        x_fmt: x_bytes,
-        series: doc
-            .config
-            .modes
-            .iter()
-            .map(|&m| {
-                let label = m.as_str().into();
-                let stat = |s: &CellSummary| est(&s.sender_gbps);
-                series_over_sizes(doc, m, Pattern::Stream, threads, label, &stat, 1.0)
-            })
-            .collect(),
-    }
+    let labels = ("message size, bytes (8 fields)", "Gbit/s");
+    stat_chart(doc, title, labels, false, threads, |s| est(&s.sender_gbps))
 }
 
 /// One summary statistic against message size, one series per mode, log y (stream, `threads`).
@@ -218,22 +210,23 @@ pub(super) fn stat_vs_size(
     threads: usize,
     stat: SummaryStat,
 ) -> LineChart {
-    LineChart {
-        title,
-        x_label: "message size".into(),
-        y_label: y_label.to_string(),
-        log_y: true,
-        x_fmt: x_bytes,
-        series: doc
-            .config
-            .modes
-            .iter()
-            .map(|&m| {
-                let label = m.as_str().into();
-                series_over_sizes(doc, m, Pattern::Stream, threads, label, &stat, 1.0)
-            })
-            .collect(),
-    }
+    stat_chart(doc, title, ("message size", y_label), true, threads, stat)
+}
+
+/// A summary statistic over sizes per mode, with its error bars (stream, `threads`).
+fn stat_chart(
+    doc: &BenchDocument,
+    title: String,
+    labels: (&str, &str),
+    log_y: bool,
+    threads: usize,
+    stat: SummaryStat,
+) -> LineChart {
+    let series = |m: Mode| {
+        let label = m.as_str().into();
+        series_over_sizes(doc, m, Pattern::Stream, threads, label, &stat, 1.0)
+    };
+    per_mode(doc, title, labels, log_y, &series)
 }
 
 /// The where-the-bytes-went bars of a run's traced stream cells (`prefix` starts each label),

@@ -62,6 +62,30 @@ impl StatsExt for Stats {
     }
 }
 
+/// A socket-send row the kernel wrote with [`aux::TCP_TIMED`] is two logical rows: the socket
+/// row (no time) and the derived tcp_sendmsg row (the same events and bytes, with the time).
+fn split_tcp_timed(k: StatKey, v: Stats) -> Vec<(StatKey, Stats)> {
+    if k.path != path::SOCK_SEND || k.aux & aux::TCP_TIMED == 0 {
+        return vec![(k, v)];
+    }
+    let sock = StatKey {
+        aux: k.aux & !aux::TCP_TIMED,
+        ..k
+    };
+    let tcp = StatKey {
+        path: path::TCP_SENDMSG,
+        op: 0,
+        aux: aux::DERIVED,
+        ..k
+    };
+    let untimed = Stats {
+        total_ns: 0,
+        hist: [0; copytrace_common::HIST_BUCKETS],
+        ..v
+    };
+    vec![(sock, untimed), (tcp, v)]
+}
+
 /// The tracer's own health counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -130,7 +154,9 @@ impl Snapshot {
             for v in per_cpu.iter() {
                 total.add(v);
             }
-            rows.insert(k, total);
+            for (k, v) in split_tcp_timed(k, total) {
+                rows.entry(k).or_insert(Stats::ZERO).add(&v);
+            }
         }
         let counters_map: PerCpuArray<&MapData, u64> = map_ref(ebpf, "COUNTERS")?;
         let get = |idx: u32| -> Result<u64> {
@@ -307,6 +333,52 @@ pub fn proto_name(p: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tcp_timed_socket_row_is_a_socket_row_and_a_tcp_sendmsg_row() {
+        let k = StatKey {
+            tgid: 7,
+            tid: 8,
+            path: path::SOCK_SEND,
+            op: 6,
+            aux: 2 << aux::FAMILY_SHIFT | aux::TCP_TIMED,
+        };
+        let mut v = Stats {
+            count: 3,
+            bytes: 192,
+            errors: 1,
+            total_ns: 900,
+            ..Stats::ZERO
+        };
+        v.hist[8] = 3;
+        let rows = split_tcp_timed(k, v);
+        assert_eq!(rows.len(), 2);
+        let (sock, s) = rows[0];
+        assert_eq!(
+            (sock.path, sock.op, sock.aux),
+            (path::SOCK_SEND, 6, 2 << aux::FAMILY_SHIFT)
+        );
+        assert_eq!((s.count, s.bytes, s.errors, s.total_ns), (3, 192, 1, 0));
+        assert_eq!(s.hist.iter().sum::<u64>(), 0);
+        let (tcp, t) = rows[1];
+        assert_eq!((tcp.tgid, tcp.tid), (7, 8));
+        assert_eq!(
+            (tcp.path, tcp.op, tcp.aux),
+            (path::TCP_SENDMSG, 0, aux::DERIVED)
+        );
+        assert_eq!(
+            (t.count, t.bytes, t.errors, t.total_ns, t.hist[8]),
+            (3, 192, 1, 900, 3)
+        );
+        // Without the flag: one row, untouched.
+        let plain = StatKey {
+            aux: 2 << aux::FAMILY_SHIFT,
+            ..k
+        };
+        let rows = split_tcp_timed(plain, v);
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].0, rows[0].1.total_ns), (plain, 900));
+    }
 
     fn stats(hist_entries: &[(usize, u64)]) -> Stats {
         let mut s = Stats::ZERO;
