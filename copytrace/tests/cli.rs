@@ -174,6 +174,63 @@ s.close(); t.join()
     let _ = std::fs::remove_file(&json);
 }
 
+/// The floor of `cargo xtask trace-overhead`: the same plan as a trace, on empty programs,
+/// so nothing is counted and no cost is reported.
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn the_floor_attaches_the_same_hooks_and_counts_nothing() {
+    let script = r#"
+import socket
+a, b = socket.socketpair()
+for _ in range(100): a.send(b"x" * 64); b.recv(64)
+"#;
+    let dir = std::env::temp_dir();
+    let plan = |floor: bool| {
+        let json = dir.join(format!(
+            "copytrace-floor-{floor}-{}.json",
+            std::process::id()
+        ));
+        let mut c = copytrace();
+        c.args(["trace", "--json"]).arg(&json);
+        if floor {
+            c.arg("--floor");
+        }
+        let o = run(c.args(["--", "python3", "-c", script]));
+        assert!(o.status.success(), "stderr: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&json);
+        v
+    };
+    let (real, floor) = (plan(false), plan(true));
+    let tiers = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["path"].to_string(), d["tier"].to_string()))
+            .collect()
+    };
+    assert_eq!(tiers(&floor), tiers(&real), "same hooks");
+    let sends = |v: &serde_json::Value| -> u64 {
+        v["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] == "sendto")
+            .map(|s| s["calls"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sends(&real), 100, "the real trace counts");
+    assert_eq!(
+        floor["syscalls"].as_array().unwrap().len(),
+        0,
+        "{}",
+        floor["syscalls"]
+    );
+    assert_eq!(floor["counters"]["events"], 0);
+    assert_eq!(floor["tracer_cost"]["note"], "the floor reports no cost");
+}
+
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn trace_exits_with_the_commands_status() {
