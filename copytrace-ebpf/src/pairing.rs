@@ -1,11 +1,12 @@
 //! Entry/return pairing for the probe tiers: the entry saves a timestamp (and an argument the
 //! return needs) in the `ENTRY` map; the return takes it out.
-use aya_ebpf::helpers::bpf_get_smp_processor_id;
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id};
 use copytrace_common::{EntryKey, EntryVal, counter};
 
 use crate::{
     ENTRY,
-    rows::{bump, now},
+    filter::counts,
+    rows::{bump, key, now, record},
 };
 
 #[inline(always)]
@@ -47,4 +48,24 @@ pub fn pair_exit(k: &EntryKey) -> Option<(EntryVal, u64)> {
     let v = unsafe { *p };
     let _ = ENTRY.remove(k);
     Some((v, now().saturating_sub(v.start_ns)))
+}
+
+/// A function on `path` entered: remember when, if the event counts.
+#[inline(always)]
+pub fn enter_counted(path: u16) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if counts(pid_tgid) {
+        pair_enter(&entry_key(pid_tgid, path), 0);
+    }
+}
+
+/// That function returned `ret` (bytes when positive, an error when negative): one row event
+/// with the time inside.
+#[inline(always)]
+pub fn exit_with_bytes(path: u16, ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path)) {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        record(&key(pid_tgid, path, 0, 0), 1, bytes, ret < 0, Some(ns));
+    }
 }

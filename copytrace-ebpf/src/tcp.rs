@@ -14,32 +14,19 @@ use aya_ebpf::{
 use copytrace_common::path;
 
 use crate::{
-    filter::{counts, in_call},
-    pairing::{entry_key, pair_enter, pair_exit},
-    rows::{key, now, record},
+    filter::in_call,
+    pairing::{enter_counted, exit_with_bytes},
+    rows::now,
 };
 
 #[inline(always)]
 fn tcp_enter() {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if counts(pid_tgid) {
-        pair_enter(&entry_key(pid_tgid, path::TCP_SENDMSG), 0);
-    }
+    enter_counted(path::TCP_SENDMSG);
 }
 
 #[inline(always)]
 fn tcp_exit(ret: i64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path::TCP_SENDMSG)) {
-        let bytes = if ret > 0 { ret as u64 } else { 0 };
-        record(
-            &key(pid_tgid, path::TCP_SENDMSG, 0, 0),
-            1,
-            bytes,
-            ret < 0,
-            Some(ns),
-        );
-    }
+    exit_with_bytes(path::TCP_SENDMSG, ret);
 }
 
 /// A copy-loop iteration: start the call's clock at the first one. Only traced tasks have an

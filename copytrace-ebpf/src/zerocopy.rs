@@ -1,39 +1,21 @@
 //! Zero-copy attach: `skb_zerocopy_iter_stream()` returns the bytes it attached to skbs by
 //! reference (MSG_ZEROCOPY) instead of copying them. Probe tiers only.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use copytrace_common::path;
 
-use crate::{
-    filter::counts,
-    pairing::{entry_key, pair_enter, pair_exit},
-    rows::{key, record},
-};
+use crate::pairing::{enter_counted, exit_with_bytes};
 
 #[inline(always)]
 fn zc_enter() {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if counts(pid_tgid) {
-        pair_enter(&entry_key(pid_tgid, path::ZEROCOPY), 0);
-    }
+    enter_counted(path::ZEROCOPY);
 }
 
 #[inline(always)]
 fn zc_exit(ret: i64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some((_, ns)) = pair_exit(&entry_key(pid_tgid, path::ZEROCOPY)) {
-        let bytes = if ret > 0 { ret as u64 } else { 0 };
-        record(
-            &key(pid_tgid, path::ZEROCOPY, 0, 0),
-            1,
-            bytes,
-            ret < 0,
-            Some(ns),
-        );
-    }
+    exit_with_bytes(path::ZEROCOPY, ret);
 }
 
 #[fentry(function = "skb_zerocopy_iter_stream")]
