@@ -29,14 +29,9 @@ pub struct TraceHook {
     remote: bool,
 }
 
-/// CPU time of this whole process so far, ns.
+/// CPU time of this whole process so far, ns: the bench traces itself.
 fn process_cpu_ns() -> u64 {
-    // SAFETY: a zeroed rusage is valid; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
-    ns(ru.ru_utime) + ns(ru.ru_stime)
+    crate::trace::cost::rusage_cpu_ns(libc::RUSAGE_SELF)
 }
 
 fn io_err(e: crate::Error) -> io::Error {

@@ -70,7 +70,7 @@ pub struct Args {
 /// processes, or (tracing everything) the whole machine.
 fn traced_cpu(pids: &[u32], command: bool) -> Option<u64> {
     if command {
-        Some(cost::cpu_ns_children())
+        Some(cost::rusage_cpu_ns(libc::RUSAGE_CHILDREN))
     } else if pids.is_empty() {
         cost::cpu_ns_all()
     } else {
@@ -220,7 +220,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut next_interval = args.interval.map(|i| started + i);
     loop {
         std::thread::sleep(Duration::from_millis(50));
-        if child.is_none() {
+        // Only given processes can vanish before the end (a command is reaped; the whole
+        // machine stays): read theirs while they live.
+        if child.is_none() && !pids.is_empty() {
             cpu_seen = traced_cpu(&pids, false).or(cpu_seen);
         }
         tracer.flush_logs();
@@ -270,7 +272,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         comms.refresh(&snap);
     }
     let decisions = tracer.decisions().to_vec();
-    let mut tracer_cost = tracer.cost_between(&cost_start.0, &counts_end);
+    let tracer_cost = tracer.cost_between(&cost_start.0, &counts_end);
     drop(tracer);
     if let Some(c) = child.as_mut()
         && exit_status.is_none()
@@ -279,12 +281,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // `timeout` would, and reap it.
         exit_status = Some(c.terminate()?);
     }
-    let cpu_end = if child.is_some() {
-        traced_cpu(&pids, true)
-    } else {
-        traced_cpu(&pids, false).or(cpu_seen)
-    };
-    tracer_cost = tracer_cost.with_cpu(cost_start.1.zip(cpu_end).map(|(a, b)| b.saturating_sub(a)));
+    let cpu_end = traced_cpu(&pids, child.is_some()).or(cpu_seen);
+    let tracer_cost =
+        tracer_cost.with_cpu(cost_start.1.zip(cpu_end).map(|(a, b)| b.saturating_sub(a)));
 
     let breakdown = Breakdown::compute(&snap, &decisions);
     println!("copytrace: traced {who} for {:.3} s", elapsed.as_secs_f64());

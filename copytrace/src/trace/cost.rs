@@ -37,14 +37,13 @@ pub fn enable_stats() -> Result<OwnedFd, String> {
 /// Run time and runs of each of our loaded programs, by name.
 pub fn program_counts(ebpf: &Ebpf) -> BTreeMap<String, (u64, u64)> {
     ebpf.programs()
-        .filter_map(|(name, p)| {
-            let info = p.info().ok()?;
-            Some((
-                name.to_string(),
-                (info.run_time().as_nanos() as u64, info.run_count()),
-            ))
-        })
+        .filter_map(|(name, p)| Some((name.to_string(), run_stats(&p.info().ok()?))))
         .collect()
+}
+
+/// (run ns, runs) the kernel counted for a program.
+fn run_stats(info: &aya::programs::ProgramInfo) -> (u64, u64) {
+    (info.run_time().as_nanos() as u64, info.run_count())
 }
 
 /// Statistics sampling: on for `ON` of every `PERIOD`.
@@ -105,10 +104,7 @@ fn counts_by_id(ids: &[(String, u32)]) -> BTreeMap<String, (u64, u64)> {
         .filter_map(|p| p.ok())
         .filter_map(|info| {
             let (name, _) = ids.iter().find(|(_, id)| *id == info.id())?;
-            Some((
-                name.clone(),
-                (info.run_time().as_nanos() as u64, info.run_count()),
-            ))
+            Some((name.clone(), run_stats(&info)))
         })
         .collect()
 }
@@ -426,12 +422,13 @@ pub fn cpu_ns_all() -> Option<u64> {
     Some(busy * 1_000_000_000 / hz)
 }
 
-/// CPU time of reaped children (and their reaped descendants) so far, ns.
-pub fn cpu_ns_children() -> u64 {
+/// User + system CPU time so far, ns, of `who`: `RUSAGE_SELF` (this process) or
+/// `RUSAGE_CHILDREN` (reaped children and their reaped descendants).
+pub fn rusage_cpu_ns(who: libc::c_int) -> u64 {
     // SAFETY: a zeroed rusage is valid; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
     ns(ru.ru_utime) + ns(ru.ru_stime)
 }
