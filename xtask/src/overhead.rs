@@ -52,6 +52,10 @@ enum Watcher {
     Floor,
     Copytrace,
     Bpftrace,
+    /// The floor and copytrace attached for an idle process while the workload runs: every
+    /// event they see belongs to a task they only filter out.
+    FloorOthers,
+    CopytraceOthers,
 }
 
 const WATCHERS: [Watcher; 4] = [
@@ -61,6 +65,9 @@ const WATCHERS: [Watcher; 4] = [
     Watcher::Bpftrace,
 ];
 
+/// Measured for the iperf3 client at 64 B only: the cost of filtering out untraced tasks.
+const FILTER_WATCHERS: [Watcher; 2] = [Watcher::FloorOthers, Watcher::CopytraceOthers];
+
 impl Watcher {
     fn name(self) -> &'static str {
         match self {
@@ -68,14 +75,17 @@ impl Watcher {
             Watcher::Floor => "floor (empty programs)",
             Watcher::Copytrace => "copytrace trace -p",
             Watcher::Bpftrace => "bpftrace script",
+            Watcher::FloorOthers => "floor, other process",
+            Watcher::CopytraceOthers => "copytrace, other process",
         }
     }
 }
 
-/// One measurement: throughput, and program time per send where programs ran.
+/// One measurement: throughput, and program time per send and per event where programs ran.
 struct Sample {
     mbps: f64,
     ns_per_send: Option<f64>,
+    ns_per_event: Option<f64>,
 }
 
 /// `kernel.bpf_stats_enabled` on while it lives; the previous value back on drop.
@@ -110,16 +120,19 @@ fn program_stats() -> anyhow::Result<HashMap<u64, (u64, u64)>> {
         .collect())
 }
 
-/// Program time (ns) of programs not in `before`, between two snapshots.
+/// Program time (ns) and runs of programs not in `before`, between two snapshots.
 fn program_time(
     before: &HashMap<u64, (u64, u64)>,
     a: &HashMap<u64, (u64, u64)>,
     b: &HashMap<u64, (u64, u64)>,
-) -> u64 {
+) -> (u64, u64) {
     b.iter()
         .filter(|(id, _)| !before.contains_key(id))
-        .map(|(id, &(t, _))| t - a.get(id).map_or(0, |x| x.0).min(t))
-        .sum()
+        .map(|(id, &(t, n))| {
+            let (t0, n0) = a.get(id).copied().unwrap_or((0, 0));
+            (t - t0.min(t), n - n0.min(n))
+        })
+        .fold((0, 0), |(t, n), (dt, dn)| (t + dt, n + dn))
 }
 
 /// The workload, started: its PID and how to collect its throughput (Mbit/s) at the end.
@@ -236,8 +249,12 @@ fn start_watcher(
     let settle = Duration::from_millis(200);
     Ok(Some(match w {
         Watcher::Untraced => return Ok(None),
-        Watcher::Floor => Background::start(copytrace().arg("--floor"), settle)?,
-        Watcher::Copytrace => Background::start(&mut copytrace(), settle)?,
+        Watcher::Floor | Watcher::FloorOthers => {
+            Background::start(copytrace().arg("--floor"), settle)?
+        }
+        Watcher::Copytrace | Watcher::CopytraceOthers => {
+            Background::start(&mut copytrace(), settle)?
+        }
         Watcher::Bpftrace => Background::start(
             Command::new("bpftrace").args(["-e", &BPFTRACE.replace("PID", &pid.to_string())]),
             settle,
@@ -256,7 +273,12 @@ fn measure(
     let before = program_stats()?;
     let run = start_workload(env, w, size, seconds)?;
     let started = Instant::now();
-    let tracer = start_watcher(env, watcher, run.child.id(), &a.best_tier)?;
+    // The "other process" watchers trace an idle child that outlives the run.
+    let idle = matches!(watcher, Watcher::FloorOthers | Watcher::CopytraceOthers)
+        .then(|| Background::start(Command::new("sleep").arg("120"), Duration::ZERO))
+        .transpose()?;
+    let pid = idle.as_ref().map_or(run.child.id(), |b| b.0.id());
+    let tracer = start_watcher(env, watcher, pid, &a.best_tier)?;
     // Program time with bpf_stats on, over most of the stats phase; then off again.
     let at = |secs: f64| started + Duration::from_secs_f64(secs);
     thread::sleep(at(ATTACH as f64).saturating_duration_since(Instant::now()));
@@ -270,11 +292,14 @@ fn measure(
     if let Some(t) = tracer {
         t.interrupt();
     }
-    let ns = program_time(&before, &s0, &s1) as f64;
+    drop(idle);
+    let (ns, events) = program_time(&before, &s0, &s1);
     let sends = mbps * 1e6 / 8.0 * dt / size as f64;
+    let traced = watcher != Watcher::Untraced;
     Ok(Sample {
         mbps,
-        ns_per_send: (watcher != Watcher::Untraced).then(|| ns / sends),
+        ns_per_send: traced.then(|| ns as f64 / sends),
+        ns_per_event: (traced && events > 0).then(|| ns as f64 / events as f64),
     })
 }
 
@@ -286,8 +311,14 @@ fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
     for r in 0..a.rounds as usize {
         for w in [Workload::Iperf3, Workload::Bench] {
             for size in SIZES {
-                for i in 0..WATCHERS.len() {
-                    let watcher = WATCHERS[(i + r) % WATCHERS.len()];
+                let filter = w == Workload::Iperf3 && size == SIZES[0];
+                let watchers: Vec<Watcher> = WATCHERS
+                    .iter()
+                    .chain(if filter { &FILTER_WATCHERS[..] } else { &[] })
+                    .copied()
+                    .collect();
+                for i in 0..watchers.len() {
+                    let watcher = watchers[(i + r) % watchers.len()];
                     let s = measure(env, a, w, size, watcher)?;
                     eprintln!(
                         "xtask: trace-overhead: round {}: {w:?} {size} B, {}: {:.1} Mbit/s{}",
@@ -334,8 +365,7 @@ fn print(res: &Results, a: &Args) {
                 .filter_map(|s| s.ns_per_send)
                 .collect::<Vec<_>>(),
         );
-        for watcher in WATCHERS {
-            let s = &by[&watcher];
+        for (&watcher, s) in by {
             let mbps: Vec<f64> = s.iter().map(|s| s.mbps).collect();
             let r = ratios(by, watcher, Watcher::Untraced);
             let ns: Vec<f64> = s.iter().filter_map(|s| s.ns_per_send).collect();
@@ -362,7 +392,31 @@ fn print(res: &Results, a: &Args) {
             mean(&r),
             list(&r)
         );
+        print_filter_cost(by);
     }
+}
+
+/// Program time per event while tracing only an idle process: the cost of filtering out the
+/// workload's tasks, against the floor's on the same hooks.
+fn print_filter_cost(by: &BTreeMap<Watcher, Vec<Sample>>) {
+    let per_event = |w: Watcher| {
+        by.get(&w)
+            .map(|s| s.iter().filter_map(|s| s.ns_per_event).collect::<Vec<_>>())
+    };
+    let (Some(floor), Some(ours)) = (
+        per_event(Watcher::FloorOthers),
+        per_event(Watcher::CopytraceOthers),
+    ) else {
+        return;
+    };
+    let r: Vec<f64> = ours.iter().zip(&floor).map(|(a, b)| a / b).collect();
+    println!(
+        "    filtering untraced tasks: {:.1} ns/event against the floor's {:.1}: ×{:.2} ({})",
+        mean(&ours),
+        mean(&floor),
+        mean(&r),
+        list(&r)
+    );
 }
 
 pub fn run(env: &BuildEnv, a: &Args) -> anyhow::Result<()> {
