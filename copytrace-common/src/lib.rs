@@ -27,9 +27,68 @@ pub mod path {
     pub const RECV_COPY: u16 = 8;
     /// Time a traced thread spent off CPU (`sched:sched_switch`), `count` = switches.
     pub const OFF_CPU: u16 = 9;
-    /// Zero-copy completions (`msg_zerocopy_callback`).
+    /// Zero-copy completions: `msg_zerocopy_callback` (op [`super::completion::SOCKET`], aux
+    /// 1 = sent by reference), or io_uring SEND_ZC notifications (op
+    /// [`super::completion::IO_URING`], aux 0 = the kernel reported it copied).
     pub const ZC_COMPLETION: u16 = 10;
-    pub const COUNT: u16 = 11;
+    /// io_uring send requests, submission to completion (`io_uring:io_uring_submit_req` /
+    /// `io_uring_complete`): `op` one of [`super::uring`], `bytes` = positive results,
+    /// attributed to the submitting thread wherever the request completed.
+    pub const URING_SEND: u16 = 11;
+    pub const COUNT: u16 = 12;
+}
+
+/// Sources of [`path::ZC_COMPLETION`] rows (in [`StatKey::op`]).
+pub mod completion {
+    pub const SOCKET: u16 = 0;
+    pub const IO_URING: u16 = 1;
+}
+
+/// io_uring send opcodes copytrace follows, as [`StatKey::op`] of [`path::URING_SEND`] rows.
+pub mod uring {
+    pub const SEND: u16 = 0;
+    pub const SEND_ZC: u16 = 1;
+    pub const SENDMSG: u16 = 2;
+    pub const SENDMSG_ZC: u16 = 3;
+    pub const COUNT: u16 = 4;
+    pub const NAMES: [&str; COUNT as usize] = [
+        "io_uring send",
+        "io_uring send_zc",
+        "io_uring sendmsg",
+        "io_uring sendmsg_zc",
+    ];
+
+    /// The kernel's opcode (`enum io_uring_op`) to ours.
+    pub const fn from_opcode(opcode: u8) -> Option<u16> {
+        match opcode {
+            26 => Some(SEND),
+            47 => Some(SEND_ZC),
+            9 => Some(SENDMSG),
+            48 => Some(SENDMSG_ZC),
+            _ => None,
+        }
+    }
+
+    pub const fn zero_copy(op: u16) -> bool {
+        matches!(op, SEND_ZC | SENDMSG_ZC)
+    }
+
+    /// `IORING_CQE_F_NOTIF`: the completion is a SEND_ZC notification.
+    pub const CQE_F_NOTIF: u32 = 1 << 3;
+    /// `IORING_NOTIF_USAGE_ZC_COPIED`, in a notification's result.
+    pub const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
+}
+
+/// An io_uring send request between submission and completion (key: the request pointer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UringReq {
+    pub start_ns: u64,
+    /// The submitting thread.
+    pub pid_tgid: u64,
+    /// One of [`uring`].
+    pub op: u32,
+    pub _pad: u32,
 }
 
 /// System calls we pair enter/exit for. Stored in [`StatKey::op`] for [`path::SYSCALL`] rows.
@@ -277,6 +336,10 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 4;
     /// Entry/return pairing map full: a probed call was not counted.
     pub const ENTRY_FULL: u32 = 5;
+    /// io_uring completions of traced tasks that overflowed the application's completion
+    /// ring (`io_uring_cqe_overflow`): that event names no request, so the request is not
+    /// counted.
+    pub const URING_OVERFLOW: u32 = 7;
     pub const COUNT: u32 = 8;
 }
 
@@ -314,7 +377,13 @@ pub struct TpOffsets {
     pub sock_protocol: u32,
     /// `struct task_struct.pid` (from BTF), for the raw tracepoints of the scheduler.
     pub task_pid: u32,
-    pub _pad: u32,
+    /// `req` / `opcode` of `io_uring:io_uring_submit_req`.
+    pub uring_submit_req: u32,
+    pub uring_submit_opcode: u32,
+    /// `req` / `res` / `cflags` of `io_uring:io_uring_complete`.
+    pub uring_complete_req: u32,
+    pub uring_complete_res: u32,
+    pub uring_complete_cflags: u32,
 }
 
 impl TpOffsets {
@@ -334,7 +403,11 @@ impl TpOffsets {
         sock_family: 0,
         sock_protocol: 0,
         task_pid: 0,
-        _pad: 0,
+        uring_submit_req: 0,
+        uring_submit_opcode: 0,
+        uring_complete_req: 0,
+        uring_complete_res: 0,
+        uring_complete_cflags: 0,
     };
 }
 
@@ -396,6 +469,7 @@ mod user {
     unsafe impl aya::Pod for EntryKey {}
     unsafe impl aya::Pod for EntryVal {}
     unsafe impl aya::Pod for OffCpu {}
+    unsafe impl aya::Pod for UringReq {}
     unsafe impl aya::Pod for SpanEvent {}
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for Config {}
@@ -433,7 +507,8 @@ mod tests {
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 16);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 20);
+        assert_eq!(size_of::<UringReq>(), 24);
         assert_eq!(
             size_of::<Config>(),
             4 + 4 + 8 + 4 * 2 + 4 * MAX_CONFIG_PIDS + 4 + 4 + size_of::<TpOffsets>()

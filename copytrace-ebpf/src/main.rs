@@ -18,7 +18,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use copytrace_common::{Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, counter};
+use copytrace_common::{
+    Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, UringReq, counter,
+};
 
 // Shared machinery: who and when counts, stats rows, entry/return pairing.
 mod filter;
@@ -35,6 +37,7 @@ mod sched;
 mod socket;
 mod syscalls;
 mod tcp;
+mod uring;
 mod usercopy;
 mod zerocopy;
 
@@ -65,6 +68,11 @@ static ENTRY: LruHashMap<EntryKey, EntryVal> = LruHashMap::with_max_entries(6553
 /// Traced threads that are off CPU, keyed by tid (LRU: a thread that dies off CPU is evicted).
 #[map]
 static OFFCPU: LruHashMap<u32, OffCpu> = LruHashMap::with_max_entries(65536, 0);
+
+/// io_uring send requests between submission and completion, keyed by the request (LRU: a
+/// request cancelled without a completion event cannot leak an entry).
+#[map]
+static URING: LruHashMap<u64, UringReq> = LruHashMap::with_max_entries(16384, 0);
 
 /// Traced tgids (filter mode PIDS). Values are unused.
 #[map]

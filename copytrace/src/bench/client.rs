@@ -207,6 +207,10 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
             last = Some(Instant::now());
         }
     }
+    // Batching senders (io_uring) may still hold measured messages: they are sent only now.
+    if sender.flush()? && last.is_some() {
+        last = Some(Instant::now());
+    }
     counters.disable()?;
     // End the stream now, before waiting for zero-copy completions: the FIN pushes whatever
     // Nagle still holds and wakes the receiver, which waits for SO_RCVLOWAT bytes otherwise.

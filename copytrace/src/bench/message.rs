@@ -88,6 +88,22 @@ impl Message {
     }
 }
 
+/// A message laid out contiguously as it appears on the wire (the senders that hand the kernel
+/// one buffer or a file: io_uring, sendfile): the pattern of connection `conn` in `dst`, whose
+/// length is the message size. Stamps are written per message with [`stamp_contiguous`].
+pub fn fill_contiguous(dst: &mut [u8], conn: u32) {
+    for (i, b) in dst.iter_mut().enumerate() {
+        *b = pattern_byte(conn, i);
+    }
+}
+
+/// Write message `seq`'s 8 stamps into a contiguous message (see [`fill_contiguous`]).
+pub fn stamp_contiguous(dst: &mut [u8], seq: u64, measured: bool) {
+    for (i, off) in field_offsets(dst.len()).into_iter().enumerate() {
+        dst[off..off + STAMP].copy_from_slice(&stamp(seq, i, measured).to_le_bytes());
+    }
+}
+
 /// An aligned byte buffer: message fields (cache-line aligned), send and receive buffers
 /// (page-aligned). The kernel copies with `rep movsb`, which on some CPUs (the CI VM's AMD
 /// EPYC) runs several times slower from or into memory that is not cache-line aligned — and

@@ -6,12 +6,14 @@ pub mod message;
 pub mod modes;
 pub mod netns;
 pub mod results;
+pub mod sendfile;
 pub mod sender;
 pub mod server;
 pub mod stats;
 pub mod sweep;
 pub mod topology;
 pub mod tracing;
+pub mod uring;
 pub mod wire;
 pub mod zerocopy;
 
@@ -39,17 +41,44 @@ pub enum Mode {
     OneCopy,
     /// SO_ZEROCOPY + sendmsg(MSG_ZEROCOPY) with the iovec; buffers reused after completion.
     ZeroCopy,
+    /// sendfile(2) from a page-cache (tmpfs) file: the file's pages attached by reference.
+    Sendfile,
+    /// io_uring IORING_OP_SEND of the serialized buffer: the io_uring twin of two-copy.
+    UringSend,
+    /// io_uring IORING_OP_SEND_ZC from registered buffers, reused after their notification.
+    UringSendZc,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::TwoCopy, Mode::OneCopy, Mode::ZeroCopy];
+    pub const ALL: [Mode; 6] = [
+        Mode::TwoCopy,
+        Mode::OneCopy,
+        Mode::ZeroCopy,
+        Mode::Sendfile,
+        Mode::UringSend,
+        Mode::UringSendZc,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::TwoCopy => "two-copy",
             Mode::OneCopy => "one-copy",
             Mode::ZeroCopy => "zero-copy",
+            Mode::Sendfile => "sendfile",
+            Mode::UringSend => "uring-send",
+            Mode::UringSendZc => "uring-send-zc",
         }
+    }
+
+    /// Modes whose kernel may keep the sender's own pages after the call returns (completion
+    /// notifications tell when it no longer does).
+    pub fn zero_copy(self) -> bool {
+        matches!(self, Mode::ZeroCopy | Mode::UringSendZc)
+    }
+
+    /// Modes that need io_uring.
+    pub fn uring(self) -> bool {
+        matches!(self, Mode::UringSend | Mode::UringSendZc)
     }
 }
 

@@ -3,7 +3,9 @@ use std::{io, os::fd::RawFd};
 
 use crate::bench::{
     Mode,
+    sendfile::SendfileSender,
     sender::{OneCopy, Sender, TwoCopy},
+    uring::UringSender,
     zerocopy::{ZeroCopyOptions, ZeroCopySender},
 };
 
@@ -19,5 +21,8 @@ pub fn new_sender(
         Mode::TwoCopy => Box::new(TwoCopy::new(fd, conn, size)),
         Mode::OneCopy => Box::new(OneCopy::new(fd, conn, size)),
         Mode::ZeroCopy => Box::new(ZeroCopySender::new(fd, conn, size, zc)?),
+        Mode::Sendfile => Box::new(SendfileSender::new(fd, conn, size)?),
+        Mode::UringSend => Box::new(UringSender::new(fd, conn, size, false, zc)?),
+        Mode::UringSendZc => Box::new(UringSender::new(fd, conn, size, true, zc)?),
     })
 }

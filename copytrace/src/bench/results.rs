@@ -118,7 +118,8 @@ impl Derived {
 pub struct ZeroCopySummary {
     #[serde(flatten)]
     pub stats: ZeroCopyStats,
-    /// Fraction of completed bytes the kernel copied anyway (SO_EE_CODE_ZEROCOPY_COPIED).
+    /// Fraction of completed bytes the kernel copied anyway (SO_EE_CODE_ZEROCOPY_COPIED, or
+    /// io_uring's IORING_NOTIF_USAGE_ZC_COPIED); absent when the kernel did not say.
     pub copied_fraction: Option<f64>,
     /// Why, when more than 5 % was copied (see `bench/cause.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +165,9 @@ pub struct Record {
     pub derived: Derived,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zerocopy: Option<ZeroCopySummary>,
+    /// io_uring modes: how the ring was driven (summed over connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring: Option<crate::bench::uring::UringStats>,
     /// "ok", or what the byte-by-byte verification found.
     pub integrity: String,
     /// Where the bytes went, from the eBPF tracer (when tracing was on).
@@ -319,6 +323,9 @@ pub struct ConfigEcho {
     /// How much of each message the receiver checked (absent in older results: full).
     #[serde(default)]
     pub verify: Verify,
+    /// Messages per io_uring submission, when io_uring modes ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring_depth: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -9,6 +9,11 @@ use crate::bench::message::{AlignedBuf, FIELDS, Message};
 pub trait Sender: Send {
     /// Send message `seq` completely (looping over partial sends).
     fn send(&mut self, seq: u64, measured: bool) -> io::Result<()>;
+    /// Hand the kernel whatever `send` queued without submitting (io_uring batches); `true`
+    /// if there was something.
+    fn flush(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Make sure the kernel no longer needs any of our buffers, then report.
     fn finish(&mut self) -> io::Result<SenderStats>;
 }
@@ -16,7 +21,8 @@ pub trait Sender: Send {
 /// What a sender did, from its own point of view.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SenderStats {
-    /// send/sendmsg system calls that returned successfully.
+    /// send/sendmsg/sendfile system calls, or io_uring send requests, that returned
+    /// successfully.
     pub syscalls: u64,
     /// Bytes those calls accepted.
     pub bytes: u64,
@@ -24,6 +30,9 @@ pub struct SenderStats {
     pub user_copy_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zerocopy: Option<ZeroCopyStats>,
+    /// The io_uring modes: how the ring was driven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring: Option<crate::bench::uring::UringStats>,
 }
 
 /// What the kernel told us about our zero-copy sends.
@@ -39,6 +48,12 @@ pub struct ZeroCopyStats {
     pub copied_ids: u64,
     pub zerocopy_bytes: u64,
     pub copied_bytes: u64,
+    /// Completions that did not say whether the kernel copied (io_uring SEND_ZC on kernels
+    /// before 6.2, which cannot report it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_ids: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_bytes: u64,
     /// `ENOBUFS` returned by sendmsg (then drained and retried).
     pub enobufs: u64,
     /// Times a send waited for a completion to free a buffer.
@@ -47,8 +62,12 @@ pub struct ZeroCopyStats {
     pub errqueue_reads: u64,
 }
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 impl ZeroCopyStats {
-    /// Fraction of completed bytes the kernel copied anyway.
+    /// Fraction of completed bytes the kernel copied anyway (of those it said).
     pub fn copied_fraction(&self) -> Option<f64> {
         let total = self.copied_bytes + self.zerocopy_bytes;
         (total > 0).then(|| self.copied_bytes as f64 / total as f64)

@@ -135,7 +135,12 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
                 s.as_raw_fd(),
                 hello.conn,
                 hello.size,
-                ZeroCopyOptions::for_size(hello.size),
+                ZeroCopyOptions {
+                    // A response goes out when asked for: io_uring must not hold it back to
+                    // fill a batch.
+                    uring_depth: 1,
+                    ..ZeroCopyOptions::for_size(hello.size)
+                },
             )?;
             wire::write_frame(&mut s, &wire::READY)?;
             respond(&mut s, &hello, sender, counters)?

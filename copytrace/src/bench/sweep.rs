@@ -21,6 +21,7 @@ use crate::{
         netns::{self, NetnsPair},
         results::{Counters, Derived, Latency, Record, Throughput, ZeroCopySummary},
         sender::ZeroCopyStats,
+        uring::UringStats,
         server::{self, Server},
         zerocopy::ZeroCopyOptions,
     },
@@ -89,6 +90,8 @@ pub struct Env {
     pub hardware_counters: bool,
     pub verify: Verify,
     pub faults: FaultInjection,
+    /// io_uring modes: messages per submission.
+    pub uring_depth: usize,
     // Field order matters for drop: stop the server before deleting its namespace.
     _server: Option<Server>,
     _netns: Option<NetnsPair>,
@@ -115,6 +118,7 @@ impl Env {
                     hardware_counters,
                     verify,
                     faults,
+                    uring_depth: crate::bench::uring::DEFAULT_DEPTH,
                     _server: Some(server),
                     _netns: None,
                 })
@@ -144,6 +148,7 @@ impl Env {
                     hardware_counters,
                     verify,
                     faults,
+                    uring_depth: crate::bench::uring::DEFAULT_DEPTH,
                     _server: Some(server),
                     _netns: Some(pair),
                 })
@@ -155,6 +160,7 @@ impl Env {
                 hardware_counters,
                 verify,
                 faults,
+                uring_depth: crate::bench::uring::DEFAULT_DEPTH,
                 _server: None,
                 _netns: None,
             }),
@@ -203,6 +209,7 @@ pub fn run_cell(
     for i in 0..n {
         let mut zc = ZeroCopyOptions::for_size(cell.size);
         zc.reuse_early = env.faults.zerocopy_reuse_early;
+        zc.uring_depth = env.uring_depth;
         let spec = ConnSpec {
             addr: env.server_addr,
             mode: cell.mode,
@@ -339,13 +346,29 @@ fn add_zc(total: &mut Option<ZeroCopyStats>, s: Option<&ZeroCopyStats>) {
     t.enobufs += s.enobufs;
     t.pool_waits += s.pool_waits;
     t.errqueue_reads += s.errqueue_reads;
+    t.unknown_ids += s.unknown_ids;
+    t.unknown_bytes += s.unknown_bytes;
+}
+
+fn add_uring(total: &mut Option<UringStats>, s: Option<&UringStats>) {
+    let Some(s) = s else { return };
+    let t = total.get_or_insert_with(|| UringStats {
+        depth: s.depth,
+        fixed_buffers: true,
+        usage_reported: true,
+        ..UringStats::default()
+    });
+    t.submits += s.submits;
+    t.resubmitted += s.resubmitted;
+    t.fixed_buffers &= s.fixed_buffers;
+    t.usage_reported &= s.usage_reported;
 }
 
 fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> {
     let size = cell.size as u64;
     let mut client_counters = CounterValues::default();
     let mut server_counters = CounterValues::default();
-    let mut zc = None;
+    let (mut zc, mut uring) = (None, None);
     let (mut send_syscalls, mut send_bytes) = (0, 0);
     for r in rs {
         client_counters.add(&r.counters);
@@ -358,6 +381,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
             send_syscalls += s.syscalls;
             send_bytes += s.bytes;
             add_zc(&mut zc, s.zerocopy.as_ref());
+            add_uring(&mut uring, s.uring.as_ref());
         }
     }
     let corruption = rs
@@ -449,6 +473,7 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
             cause: None,
             stats,
         }),
+        uring,
         traced: false,
         integrity: match corruption {
             None => "ok".into(),

@@ -93,8 +93,11 @@ impl CellHook for TraceHook {
             .cost_between(&counts, &tracer.cost_reading())
             .with_cpu(Some(process_cpu_ns().saturating_sub(cpu)));
         let d = now.since(&before);
+        // Send system calls and io_uring send requests: every way this process sends.
         let traced = d
-            .sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op))
+            .sum(|k| {
+                (k.path == path::SYSCALL && syscall::is_send(k.op)) || k.path == path::URING_SEND
+            })
             .bytes;
         let requests = record.requests.unwrap_or(0) * REQUEST_LEN as u64;
         // Stream: the clients send the messages, the server its reports. Rr: the clients send

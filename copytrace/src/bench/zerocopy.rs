@@ -37,6 +37,8 @@ pub struct ZeroCopyOptions {
     pub pool: usize,
     /// Fault injection for tests: one buffer, rewritten without waiting for completions.
     pub reuse_early: bool,
+    /// io_uring modes: messages submitted per `io_uring_enter` (one linked chain).
+    pub uring_depth: usize,
 }
 
 impl ZeroCopyOptions {
@@ -46,6 +48,7 @@ impl ZeroCopyOptions {
         ZeroCopyOptions {
             pool: (8usize << 20).div_ceil(size).clamp(2, 4096),
             reuse_early: false,
+            uring_depth: crate::bench::uring::DEFAULT_DEPTH,
         }
     }
 }

@@ -15,6 +15,7 @@ use copytrace::{
         },
         sweep::{self, Cell, CellHook, Env, FaultInjection, Plan, Topology},
         tracing::TraceHook,
+        uring,
     },
     counters, features,
 };
@@ -38,9 +39,13 @@ pub enum TopologyArg {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Sender modes to run.
+    /// Sender modes to run: two-copy, one-copy, zero-copy (MSG_ZEROCOPY), sendfile (from a
+    /// tmpfs file), uring-send and uring-send-zc (io_uring SEND / SEND_ZC).
     #[arg(long, value_delimiter = ',', default_values = ["two-copy", "one-copy", "zero-copy"])]
     modes: Vec<Mode>,
+    /// io_uring modes: messages submitted per io_uring_enter, as one linked chain.
+    #[arg(long, default_value_t = copytrace::bench::uring::DEFAULT_DEPTH, value_name = "N")]
+    uring_depth: usize,
     /// TOTAL message sizes (each message is 8 heap fields of size/8 bytes): 64, 4K, 64KiB, 1M…
     /// K/M/G are binary (1024), kB/MB/GB decimal. Default: 64,1K,4K,16K,64K,256K,1M.
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
@@ -114,6 +119,21 @@ pub struct Parsed {
     pub plan: Plan,
     pub topology: Topology,
     pub faults: FaultInjection,
+    /// Modes left out because this machine refuses them, one line each.
+    pub skipped: Vec<String>,
+}
+
+/// The modes this machine can run, and a line for each it cannot (io_uring refused by the
+/// kernel or `kernel.io_uring_disabled`). The rest of the sweep runs without them.
+fn runnable_modes(modes: &[Mode]) -> (Vec<Mode>, Vec<String>) {
+    let (mut run, mut skipped) = (Vec::new(), Vec::new());
+    for &m in modes {
+        match m.uring().then(|| uring::available(m.zero_copy())) {
+            Some(Err(why)) => skipped.push(format!("skipping mode {}: {why}", m.as_str())),
+            _ => run.push(m),
+        }
+    }
+    (run, skipped)
 }
 
 pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
@@ -179,9 +199,19 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
     if args.optmem_max.is_some() && topology != Topology::Netns {
         bail!("--optmem-max needs --topology netns (it is set in copytrace's own namespaces only)");
     }
+    if !(1..=4096).contains(&args.uring_depth) {
+        bail!(
+            "--uring-depth {} is out of range: must be between 1 and 4096",
+            args.uring_depth
+        );
+    }
+    let (modes, skipped) = runnable_modes(&args.modes);
+    if modes.is_empty() && !skipped.is_empty() {
+        bail!("nothing to run: {}", skipped.join("; "));
+    }
     let mut cells = Vec::new();
     for &pattern in &args.patterns {
-        for &mode in &args.modes {
+        for &mode in &modes {
             for &threads in &threads {
                 for &size in &sizes {
                     cells.push(Cell {
@@ -213,6 +243,7 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
             server_rcvbuf: args.fault_server_rcvbuf,
             optmem_max: args.optmem_max,
         },
+        skipped,
     })
 }
 
@@ -237,13 +268,14 @@ pub fn sweep_document(
             features::hardware_pmu_feature(),
         ]
     };
-    let env = Env::new(
+    let mut env = Env::new(
         parsed.topology.clone(),
         args.port,
         hw.is_ok(),
         args.verify,
         parsed.faults,
     )?;
+    env.uring_depth = args.uring_depth;
     // Every connection thread opens these; fail here, once and clearly, if they cannot be.
     counters::ThreadCounters::open(false)?;
     let mut hook: Box<dyn CellHook> = if trace {
@@ -286,6 +318,13 @@ pub fn sweep_document(
     if !complete {
         notes.push("interrupted: only the runs that completed are recorded".into());
     }
+    notes.extend(parsed.skipped.iter().cloned());
+    if plan.cells.iter().any(|c| c.mode.uring()) {
+        notes.push(format!(
+            "io_uring modes: up to {} messages per io_uring_enter, as one linked chain",
+            args.uring_depth
+        ));
+    }
     if let Some(plan) = &trace_plan {
         notes.push(format!(
             "traced with eBPF: {}",
@@ -311,7 +350,17 @@ pub fn sweep_document(
             reason: hw.err(),
         },
         config: ConfigEcho {
-            modes: args.modes.clone(),
+            modes: plan.cells.iter().map(|c| c.mode).fold(Vec::new(), |mut v, m| {
+                if !v.contains(&m) {
+                    v.push(m);
+                }
+                v
+            }),
+            uring_depth: plan
+                .cells
+                .iter()
+                .any(|c| c.mode.uring())
+                .then_some(args.uring_depth),
             sizes: plan
                 .cells
                 .iter()
@@ -409,6 +458,9 @@ pub fn emit(args: &Args, doc: &BenchDocument) -> anyhow::Result<ExitCode> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsed = parse(&args)?;
+    for line in &parsed.skipped {
+        eprintln!("copytrace: {line}");
+    }
     for p in args.json.iter().chain(args.csv.iter()) {
         super::check_writable(p)?;
     }

@@ -14,7 +14,8 @@
 //!   "threads": [{tgid, tid, comm, syscalls: [...]}],     // with --threads
 //!   "intervals": [{end_s, syscalls: [...]}],             // with -i
 //!   "counters": {stats_full, inflight_full, unpaired_exits, unknown_context,
-//!                straddling_calls, pids_full, entry_full, ringbuf_full, events},
+//!                straddling_calls, pids_full, entry_full, ringbuf_full, uring_overflow,
+//!                events},
 //!   "spans": {sampled, written, sample_every}
 //! }
 //! ```
@@ -89,7 +90,7 @@ pub fn threads(snap: &Snapshot, comm: impl Fn(u32) -> String) -> Vec<ThreadRows>
     let mut tids: Vec<(u32, u32)> = snap
         .rows
         .keys()
-        .filter(|k| k.path == path::SYSCALL)
+        .filter(|k| k.path == path::SYSCALL || k.path == path::URING_SEND)
         .map(|k| (k.tgid, k.tid))
         .collect();
     tids.dedup();
@@ -118,6 +119,7 @@ fn path_name(p: u16) -> &'static str {
         path::RECV_COPY => "recv_copy",
         path::OFF_CPU => "off_cpu",
         path::ZC_COMPLETION => "zc_completion",
+        path::URING_SEND => "uring_send",
         _ => "?",
     }
 }
@@ -130,6 +132,14 @@ fn op_name(k: &StatKey) -> String {
             .unwrap_or("?")
             .to_string(),
         path::SOCK_SEND | path::SOCK_RECV => crate::trace::snapshot::proto_name(k.op),
+        path::URING_SEND => copytrace_common::uring::NAMES
+            .get(k.op as usize)
+            .copied()
+            .unwrap_or("?")
+            .to_string(),
+        path::ZC_COMPLETION if k.op == copytrace_common::completion::IO_URING => {
+            "io_uring".to_string()
+        }
         _ => String::new(),
     }
 }

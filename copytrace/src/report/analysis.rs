@@ -487,7 +487,7 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
                 ratio_at(hi).unwrap_or(f64::NAN),
                 size_label(hi),
                 capitalize(&zc.verdict)
-            )
+            ) + &other_modes_ratios(doc, lo, hi)
         }
         _ => "Not enough stream data with one connection to compare.".to_string(),
     };
@@ -552,7 +552,7 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
         },
         Answer {
             question: "Q5. At what message size does zero-copy outperform two-copy?".into(),
-            answer: capitalize(&zero.verdict) + ".",
+            answer: capitalize(&zero.verdict) + "." + &other_modes_crossovers(doc),
         },
         Answer {
             question: "Q6. The most surprising result (largest deviation from trend).".into(),
@@ -570,6 +570,60 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
         surprise,
         answers,
     }
+}
+
+/// The modes beyond the study's three that this run measured (sendfile, io_uring).
+fn other_modes(doc: &BenchDocument) -> Vec<Mode> {
+    Mode::ALL[3..]
+        .iter()
+        .copied()
+        .filter(|m| doc.config.modes.contains(m))
+        .collect()
+}
+
+/// Q1 for the other modes: each one's throughput against two-copy at the smallest and the
+/// largest common size, with its CPU cost per GB at the smallest.
+fn other_modes_ratios(doc: &BenchDocument, lo: usize, hi: usize) -> String {
+    let gbps = |m: Mode, s: usize| {
+        summary(doc, m, Pattern::Stream, s, 1)
+            .and_then(|c| c.sender_gbps.as_ref())
+            .map(|e| e.mean)
+    };
+    let cpu = |m: Mode, s: usize| {
+        summary(doc, m, Pattern::Stream, s, 1)
+            .and_then(|c| c.cpu_s_per_gb.as_ref())
+            .map(|e| e.mean)
+    };
+    let parts: Vec<String> = other_modes(doc)
+        .into_iter()
+        .filter_map(|m| {
+            let r = |s| Some(gbps(m, s)? / gbps(Mode::TwoCopy, s)?);
+            Some(format!(
+                "{} {:.2}× at {} and {:.2}× at {} ({} CPU-s/GB at {} against two-copy's {})",
+                m.as_str(),
+                r(lo)?,
+                size_label(lo),
+                r(hi)?,
+                size_label(hi),
+                cpu(m, lo).map_or("?".into(), |c| format!("{c:.2}")),
+                size_label(lo),
+                cpu(Mode::TwoCopy, lo).map_or("?".into(), |c| format!("{c:.2}")),
+            ))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" Against two-copy, per mode: {}.", parts.join("; "))
+    }
+}
+
+/// Q5 for the other modes: where each overtakes two-copy, if it does.
+fn other_modes_crossovers(doc: &BenchDocument) -> String {
+    other_modes(doc)
+        .into_iter()
+        .map(|m| format!(" {}.", capitalize(&crossover(doc, m, Mode::TwoCopy).verdict)))
+        .collect()
 }
 
 /// A per-record derived number (e.g. misses per GB).

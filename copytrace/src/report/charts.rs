@@ -38,6 +38,9 @@ pub(super) fn color(m: Mode) -> usize {
         Mode::TwoCopy => 0,
         Mode::OneCopy => 1,
         Mode::ZeroCopy => 2,
+        Mode::Sendfile => 3,
+        Mode::UringSend => 4,
+        Mode::UringSendZc => 5,
     }
 }
 

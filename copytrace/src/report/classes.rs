@@ -85,11 +85,18 @@ impl ByteClasses {
                 None => (0, 0, DeferredSource::Unknown),
             },
         };
+        // sendfile's page-cache pages: attached by reference, and nothing copies them later.
+        let from_files = take(
+            b.bytes_of(crate::trace::breakdown::SENDFILE_ATTACH)
+                .unwrap_or(0),
+            &mut left,
+            &mut over,
+        );
         Some(ByteClasses {
             sent,
             copied_at_send,
             deferred,
-            zero_copy,
+            zero_copy: zero_copy + from_files,
             not_visible: left + in_attached,
             overcounted: over,
             deferred_source,

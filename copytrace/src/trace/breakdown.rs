@@ -1,6 +1,6 @@
 //! "Where did the bytes go": per-kernel-path totals of a snapshot, with the tier that saw each
 //! path (or why none could).
-use copytrace_common::{StatKey, Stats, aux, path, syscall};
+use copytrace_common::{StatKey, Stats, aux, completion, path, syscall, uring};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -10,6 +10,13 @@ use crate::{
         snapshot::{Snapshot, StatsExt},
     },
 };
+
+/// The breakdown row of sendfile's bytes: page-cache pages attached to the socket by
+/// reference (never copied from user memory), from the sendfile calls' results.
+pub const SENDFILE_ATTACH: &str = "page-cache attach (sendfile)";
+
+/// The breakdown row of io_uring SEND_ZC notifications (events; no bytes).
+pub const URING_NOTIFICATIONS: &str = "io_uring notifications";
 
 /// Totals of one kernel path.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -89,14 +96,17 @@ impl Breakdown {
         let sends = snap.sum(|k| k.path == path::SYSCALL && syscall::is_send(k.op));
         // Tracepoint-only kernels: what socket send calls (not sendfile, whose data comes from
         // the page cache) handed over was copied — unless the call passed MSG_ZEROCOPY.
+        // io_uring sends count the same way by opcode (SEND copies, SEND_ZC attaches).
         let derived = |zerocopy: bool| {
-            snap.sum(|k| {
+            let mut s = snap.sum(|k| {
                 k.path == path::SYSCALL
                     && syscall::is_send(k.op)
                     && k.op != syscall::SENDFILE
                     && aux::family(k.aux) != 0
                     && (k.aux & aux::ZEROCOPY_REQUESTED != 0) == zerocopy
-            })
+            });
+            s.add(&snap.sum(|k| k.path == path::URING_SEND && uring::zero_copy(k.op) == zerocopy));
+            s
         };
         let tier_is = |name: &str, t: Tier| decision(name).is_some_and(|d| d.tier == t);
         let copies = if tier_is(names::COPY, Tier::Derived) {
@@ -139,7 +149,36 @@ impl Breakdown {
             stat(names::DEFERRED, deferred, true),
             stat(
                 names::COMPLETIONS,
-                snap.sum(|k| k.path == path::ZC_COMPLETION && attributed(k)),
+                snap.sum(|k| {
+                    k.path == path::ZC_COMPLETION && k.op == completion::SOCKET && attributed(k)
+                }),
+                false,
+            ),
+            PathStat {
+                path: SENDFILE_ATTACH.to_string(),
+                tier: Some(Tier::Derived),
+                note: Some(
+                    "bytes sendfile handed to sockets (its results): file pages attached by \
+                     reference, never copied from user memory"
+                        .to_string(),
+                ),
+                ..stat(
+                    SENDFILE_ATTACH,
+                    snap.sum(|k| {
+                        k.path == path::SYSCALL
+                            && k.op == syscall::SENDFILE
+                            && aux::family(k.aux) != 0
+                    }),
+                    false,
+                )
+            },
+            stat(names::URING, snap.total(path::URING_SEND, None), true),
+            stat_as(
+                URING_NOTIFICATIONS,
+                names::URING,
+                snap.sum(|k| {
+                    k.path == path::ZC_COMPLETION && k.op == completion::IO_URING && attributed(k)
+                }),
                 false,
             ),
             stat(
@@ -149,9 +188,11 @@ impl Breakdown {
             ),
             stat(names::SCHED, snap.total(path::OFF_CPU, None), true),
         ];
-        // Off-CPU time has no bytes.
-        if let Some(s) = paths.last_mut() {
-            s.bytes = None;
+        // Off-CPU time and notifications have no bytes.
+        for p in &mut paths {
+            if p.path == names::SCHED || p.path == URING_NOTIFICATIONS {
+                p.bytes = None;
+            }
         }
         Breakdown {
             paths,

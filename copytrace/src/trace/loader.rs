@@ -112,6 +112,11 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
     o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
     o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
+    o.uring_submit_req = optional("io_uring", "io_uring_submit_req", "req")?;
+    o.uring_submit_opcode = optional("io_uring", "io_uring_submit_req", "opcode")?;
+    o.uring_complete_req = optional("io_uring", "io_uring_complete", "req")?;
+    o.uring_complete_res = optional("io_uring", "io_uring_complete", "res")?;
+    o.uring_complete_cflags = optional("io_uring", "io_uring_complete", "cflags")?;
     // Deferred-copy byte counts read sk_buff.data_len; without BTF they are reported as 0
     // bytes (and the count of copies still stands).
     match btf::Btf::from_sys_fs() {

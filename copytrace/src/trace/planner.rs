@@ -145,6 +145,7 @@ pub mod names {
     pub const COMPLETIONS: &str = "zero-copy completions";
     pub const RECV_COPY: &str = "receive copy";
     pub const SCHED: &str = "scheduling";
+    pub const URING: &str = "io_uring sends";
     pub const PROCESSES: &str = "process tracking";
 }
 
@@ -404,6 +405,24 @@ static PATHS: &[PathSpec] = &[
             },
         ],
         fallback: Fallback::Unavailable("no probe on skb_copy_datagram_iter and no tracepoint"),
+    },
+    PathSpec {
+        name: names::URING,
+        // Requests from submission to completion, attributed to the submitter; SEND_ZC's
+        // notifications too. The request structure is not read, so no probe tier is needed.
+        candidates: &[Candidate {
+            tier: Tier::Tracepoint,
+            targets: &[
+                "io_uring_submit_req",
+                "io_uring_complete",
+                "io_uring_cqe_overflow",
+            ],
+            hooks: &[("", HookKind::Tracepoint("io_uring"))],
+        }],
+        fallback: Fallback::Unavailable(
+            "io_uring:io_uring_submit_req/io_uring_complete are missing (no io_uring, or a \
+             kernel before 6.0): io_uring sends are not attributed",
+        ),
     },
     PathSpec {
         name: names::SCHED,

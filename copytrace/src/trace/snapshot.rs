@@ -5,7 +5,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuHashMap},
 };
-use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall};
+use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall, uring};
 use serde::{Deserialize, Serialize};
 
 use crate::{error::Result, trace::maps::map_ref};
@@ -109,6 +109,10 @@ pub struct Counters {
     pub entry_full: u64,
     /// Sampled spans dropped because the ring buffer was full (timeline only).
     pub ringbuf_full: u64,
+    /// io_uring completions of traced tasks that overflowed their completion ring: their
+    /// requests could not be counted.
+    #[serde(default)]
+    pub uring_overflow: u64,
     /// Events recorded (sum of all row counts).
     pub events: u64,
 }
@@ -116,7 +120,7 @@ pub struct Counters {
 impl Counters {
     /// Events that were lost (as opposed to deliberately not counted).
     pub fn lost(&self) -> u64 {
-        self.stats_full + self.inflight_full + self.pids_full + self.entry_full
+        self.stats_full + self.inflight_full + self.pids_full + self.entry_full + self.uring_overflow
     }
 
     fn minus(&self, e: &Counters) -> Counters {
@@ -129,6 +133,7 @@ impl Counters {
             pids_full: self.pids_full.saturating_sub(e.pids_full),
             entry_full: self.entry_full.saturating_sub(e.entry_full),
             ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
+            uring_overflow: self.uring_overflow.saturating_sub(e.uring_overflow),
             events: self.events.saturating_sub(e.events),
         }
     }
@@ -177,6 +182,7 @@ impl Snapshot {
             pids_full: get(counter::PIDS_FULL)?,
             entry_full: get(counter::ENTRY_FULL)?,
             ringbuf_full: get(counter::RINGBUF_FULL)?,
+            uring_overflow: get(counter::URING_OVERFLOW)?,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
         Ok(Snapshot { rows, counters })
@@ -236,6 +242,11 @@ impl Snapshot {
                 }
                 Summary::new(label, family_name(aux::family(bits)), s)
             })
+            .chain(self.by_op(path::URING_SEND).into_iter().map(|((op, _), s)| {
+                let label = uring::NAMES.get(op as usize).copied().unwrap_or("io_uring ?");
+                // The io_uring tracepoints do not name the socket's family.
+                Summary::new(label.to_string(), "-", s)
+            }))
             .collect()
     }
 

@@ -34,10 +34,15 @@ pub fn assert_byte_classes_add_up(records: &[Record]) -> usize {
         let control = r.control_bytes_client + r.control_bytes_server;
         assert_eq!(c.sent, r.send_bytes + control, "{what}: {c:?}");
         match r.mode {
-            Mode::TwoCopy | Mode::OneCopy => {
+            Mode::TwoCopy | Mode::OneCopy | Mode::UringSend => {
                 assert_eq!(c.copied_at_send, c.sent, "{what}: {c:?}");
             }
-            Mode::ZeroCopy => {
+            Mode::Sendfile => {
+                // The file's pages are attached; only the control frames are copied.
+                assert_eq!(c.copied_at_send, control, "{what}: {c:?}");
+                assert_eq!(c.zero_copy, r.send_bytes, "{what}: {c:?}");
+            }
+            Mode::ZeroCopy | Mode::UringSendZc => {
                 // Only the control frames are sent without MSG_ZEROCOPY.
                 assert_eq!(c.copied_at_send, control, "{what}: {c:?}");
                 let z = &r.zerocopy.as_ref().expect("zero-copy stats").stats;
