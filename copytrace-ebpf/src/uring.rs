@@ -15,9 +15,7 @@
 //! Tiers: classic tracepoints on every kernel (6.0+ names); no probe tier (the request
 //! structure's layout is not needed this way).
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use copytrace_common::{UringReq, completion, counter, path, uring};
 
@@ -47,7 +45,7 @@ fn on_submit(ctx: &TracePointContext) -> Result<(), i64> {
         op: op as u32,
         _pad: 0,
     };
-    URING.insert(&req, &v, 0).map_err(i64::from)
+    URING.insert(req, v, 0).map_err(i64::from)
 }
 
 #[inline(always)]
@@ -66,10 +64,10 @@ fn on_complete(ctx: &TracePointContext) -> Result<(), i64> {
         }
         return Ok(());
     }
-    if let Some(p) = URING.get_ptr(&req) {
+    if let Some(p) = URING.get_ptr(req) {
         // SAFETY: valid map value, copied before removal.
         let r = unsafe { *p };
-        let _ = URING.remove(&req);
+        let _ = URING.remove(req);
         let bytes = if res > 0 { res as u64 } else { 0 };
         let ns = now().saturating_sub(r.start_ns);
         let k = key(r.pid_tgid, path::URING_SEND, r.op as u16, 0);

@@ -73,7 +73,10 @@ fn new_modes_deliver_intact_and_uring_zero_copy_reports_copies() {
     assert_eq!(recs.len(), 3 * 4 * 2 * 2 * 2, "{}", recs.len());
     assert_eq!(doc["config"]["uring_depth"], 8);
     for r in recs {
-        let what = format!("{} {} {} ×{}", r["mode"], r["pattern"], r["size"], r["threads"]);
+        let what = format!(
+            "{} {} {} ×{}",
+            r["mode"], r["pattern"], r["size"], r["threads"]
+        );
         assert_eq!(r["integrity"], "ok", "{what}");
         let mode = r["mode"].as_str().unwrap();
         if r["pattern"] == "stream" {
@@ -199,7 +202,9 @@ fn trace_counts_sendfile_and_io_uring_sends_exactly() {
             .unwrap()
             .iter()
             .filter(|s| s["name"] == name)
-            .fold((0, 0), |(c, by), s| (c + u(&s["calls"]), by + u(&s["bytes"])))
+            .fold((0, 0), |(c, by), s| {
+                (c + u(&s["calls"]), by + u(&s["bytes"]))
+            })
     };
     for (mode, name) in [
         ("sendfile", "sendfile64"),

@@ -140,6 +140,7 @@ fn fixture_renders_every_figure_and_the_hand_derived_crossovers() {
     // note (the fixture machine had no PMU).
     let expected = [
         "fig1-throughput-vs-size",
+        "fig1b-modes-vs-two-copy",
         "fig2-throughput-vs-threads",
         "fig3-rtt-vs-size",
         "fig4-latency-cdf",

@@ -30,14 +30,25 @@ impl Drop for Disabled {
 #[test]
 #[ignore = "needs root (writes kernel.io_uring_disabled): run with `cargo xtask test`"]
 fn refused_io_uring_skips_its_modes_with_one_line_each() {
-    let json = std::env::temp_dir().join(format!("copytrace-uring-refused-{}.json", std::process::id()));
+    let json = std::env::temp_dir().join(format!(
+        "copytrace-uring-refused-{}.json",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&json);
     let guard = Disabled::set("2");
     let bench = |modes: &str| {
         Command::new(env!("CARGO_BIN_EXE_copytrace"))
             .args(["bench", "--no-trace", "--modes", modes])
             .args(["--patterns", "stream", "--sizes", "4K", "--threads", "1"])
-            .args(["--duration", "100ms", "--warmup", "20ms", "--repeat", "1", "--json"])
+            .args([
+                "--duration",
+                "100ms",
+                "--warmup",
+                "20ms",
+                "--repeat",
+                "1",
+                "--json",
+            ])
             .arg(&json)
             .output()
             .unwrap()
@@ -47,11 +58,16 @@ fn refused_io_uring_skips_its_modes_with_one_line_each() {
     drop(guard);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "stderr: {err}");
-    let skipped: Vec<&str> = err.lines().filter(|l| l.contains("skipping mode")).collect();
+    let skipped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("skipping mode"))
+        .collect();
     assert_eq!(skipped.len(), 2, "stderr: {err}");
     for (line, mode) in skipped.iter().zip(["uring-send", "uring-send-zc"]) {
         assert!(
-            line.starts_with(&format!("copytrace: skipping mode {mode}: io_uring is refused here")),
+            line.starts_with(&format!(
+                "copytrace: skipping mode {mode}: io_uring is refused here"
+            )),
             "{line}"
         );
         assert!(line.contains("kernel.io_uring_disabled = 2"), "{line}");
@@ -67,5 +83,8 @@ fn refused_io_uring_skips_its_modes_with_one_line_each() {
     assert!(!only.status.success());
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "stderr: {err}");
-    assert!(lines[0].starts_with("copytrace: error: nothing to run: skipping mode uring-send"), "{err}");
+    assert!(
+        lines[0].starts_with("copytrace: error: nothing to run: skipping mode uring-send"),
+        "{err}"
+    );
 }

@@ -3,8 +3,8 @@ use std::{io, os::fd::RawFd};
 
 use crate::bench::{
     Mode,
-    sendfile::SendfileSender,
     sender::{OneCopy, Sender, TwoCopy},
+    sendfile::SendfileSender,
     uring::UringSender,
     zerocopy::{ZeroCopyOptions, ZeroCopySender},
 };

@@ -27,7 +27,9 @@ fn socket_pair_capacity() -> io::Result<u64> {
     let read = |path: &str| -> io::Result<Vec<u64>> {
         let s = std::fs::read_to_string(path)
             .map_err(|e| io::Error::new(e.kind(), format!("reading {path}: {e}")))?;
-        Ok(s.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        Ok(s.split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect())
     };
     let last = |v: Vec<u64>| v.last().copied().unwrap_or(0);
     let snd = last(read("/proc/sys/net/ipv4/tcp_wmem")?)

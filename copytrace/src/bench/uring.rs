@@ -114,7 +114,9 @@ impl UringSender {
         // Room for every completion that can be pending at once (a send result and a
         // notification per buffer): an overflowing completion ring costs the kernel a detour,
         // and its completions are invisible to the tracer's request matching.
-        let cq = (2 * (n + depth)).next_power_of_two().max(2 * entries as usize) as u32;
+        let cq = (2 * (n + depth))
+            .next_power_of_two()
+            .max(2 * entries as usize) as u32;
         let ring = IoUring::builder()
             .setup_cqsize(cq)
             .build(entries)
@@ -315,12 +317,18 @@ impl UringSender {
 
     /// Submit the filled buffers, and everything that has to go again, until all is sent.
     fn submit_batch(&mut self) -> io::Result<()> {
-        let mut reqs: Vec<Request> = self.batch.iter().map(|&buf| Request { buf, off: 0 }).collect();
+        let mut reqs: Vec<Request> = self
+            .batch
+            .iter()
+            .map(|&buf| Request { buf, off: 0 })
+            .collect();
         let mut rounds = 0;
         while !reqs.is_empty() {
             rounds += 1;
             if rounds > 1000 {
-                return Err(io::Error::other("io_uring sends keep coming back unfinished"));
+                return Err(io::Error::other(
+                    "io_uring sends keep coming back unfinished",
+                ));
             }
             reqs = self.submit_chain(&reqs)?;
         }

@@ -350,12 +350,16 @@ pub fn sweep_document(
             reason: hw.err(),
         },
         config: ConfigEcho {
-            modes: plan.cells.iter().map(|c| c.mode).fold(Vec::new(), |mut v, m| {
-                if !v.contains(&m) {
-                    v.push(m);
-                }
-                v
-            }),
+            modes: plan
+                .cells
+                .iter()
+                .map(|c| c.mode)
+                .fold(Vec::new(), |mut v, m| {
+                    if !v.contains(&m) {
+                        v.push(m);
+                    }
+                    v
+                }),
             uring_depth: plan
                 .cells
                 .iter()

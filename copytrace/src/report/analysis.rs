@@ -622,7 +622,12 @@ fn other_modes_ratios(doc: &BenchDocument, lo: usize, hi: usize) -> String {
 fn other_modes_crossovers(doc: &BenchDocument) -> String {
     other_modes(doc)
         .into_iter()
-        .map(|m| format!(" {}.", capitalize(&crossover(doc, m, Mode::TwoCopy).verdict)))
+        .map(|m| {
+            format!(
+                " {}.",
+                capitalize(&crossover(doc, m, Mode::TwoCopy).verdict)
+            )
+        })
         .collect()
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     bench::{
-        Pattern,
+        Mode, Pattern,
         results::{BenchDocument, CellSummary, Record},
         size_label,
     },
@@ -23,6 +23,7 @@ pub(super) fn build_figures(doc: &BenchDocument, opts: &Options) -> Vec<Built> {
     let bars = bars_caption(doc);
     vec![
         throughput_size(doc, t1, &bars),
+        modes_vs_two_copy(doc, t1),
         throughput_threads(doc, &bars),
         rtt(doc, t1, &bars),
         latency_cdf(doc, t1, opts),
@@ -45,6 +46,44 @@ fn throughput_size(doc: &BenchDocument, t1: usize, bars: &str) -> Built {
             "Throughput vs message size".into(),
             t1,
         ))),
+        absent: None,
+    }
+}
+
+/// Every mode against two-copy at each size: the whole copy matrix in one picture.
+fn modes_vs_two_copy(doc: &BenchDocument, t1: usize) -> Built {
+    let name = "fig1b-modes-vs-two-copy";
+    let caption = format!(
+        "Each mode's throughput as a multiple of two-copy's at the same size (sender side, \
+         mean over repeats; stream, {t1} connection(s)); above 1 the mode is faster."
+    );
+    if !doc.config.modes.contains(&Mode::TwoCopy) || doc.config.modes.len() < 2 {
+        return Built {
+            name,
+            caption,
+            figure: None,
+            absent: Some("needs two-copy and at least one other mode in the run".into()),
+        };
+    }
+    let gbps = |m: Mode, size: usize| {
+        summary(doc, m, Pattern::Stream, size, t1)?
+            .sender_gbps
+            .as_ref()
+            .map(|e| e.mean)
+    };
+    let chart = per_mode_over_sizes(
+        doc,
+        "Throughput relative to two-copy",
+        "× two-copy",
+        &|m, size| {
+            let base = gbps(Mode::TwoCopy, size)?;
+            (base > 0.0).then_some(gbps(m, size)? / base)
+        },
+    );
+    Built {
+        name,
+        caption,
+        figure: Some(Figure::Lines(chart)),
         absent: None,
     }
 }

@@ -51,6 +51,30 @@ pub struct Breakdown {
     pub lost_events: u64,
 }
 
+/// sendfile's bytes on sockets, derived from the calls' results (the socket path tells a
+/// socket from a file).
+fn sendfile_attach(snap: &Snapshot, visible: bool) -> PathStat {
+    let s = snap
+        .sum(|k| k.path == path::SYSCALL && k.op == syscall::SENDFILE && aux::family(k.aux) != 0);
+    PathStat {
+        path: SENDFILE_ATTACH.to_string(),
+        tier: Some(if visible {
+            Tier::Derived
+        } else {
+            Tier::Unavailable
+        }),
+        calls: s.count,
+        bytes: visible.then_some(s.bytes),
+        errors: s.errors,
+        note: Some(
+            "bytes sendfile handed to sockets (its results): file pages attached by reference, \
+             never copied from user memory"
+                .to_string(),
+        ),
+        ..PathStat::default()
+    }
+}
+
 impl Breakdown {
     pub fn path(&self, name: &str) -> Option<&PathStat> {
         self.paths.iter().find(|p| p.path == name)
@@ -154,24 +178,10 @@ impl Breakdown {
                 }),
                 false,
             ),
-            PathStat {
-                path: SENDFILE_ATTACH.to_string(),
-                tier: Some(Tier::Derived),
-                note: Some(
-                    "bytes sendfile handed to sockets (its results): file pages attached by \
-                     reference, never copied from user memory"
-                        .to_string(),
-                ),
-                ..stat(
-                    SENDFILE_ATTACH,
-                    snap.sum(|k| {
-                        k.path == path::SYSCALL
-                            && k.op == syscall::SENDFILE
-                            && aux::family(k.aux) != 0
-                    }),
-                    false,
-                )
-            },
+            sendfile_attach(
+                snap,
+                visible(names::SYSCALLS) && visible(names::SOCKET_SEND),
+            ),
             stat(names::URING, snap.total(path::URING_SEND, None), true),
             stat_as(
                 URING_NOTIFICATIONS,

@@ -120,7 +120,11 @@ pub struct Counters {
 impl Counters {
     /// Events that were lost (as opposed to deliberately not counted).
     pub fn lost(&self) -> u64 {
-        self.stats_full + self.inflight_full + self.pids_full + self.entry_full + self.uring_overflow
+        self.stats_full
+            + self.inflight_full
+            + self.pids_full
+            + self.entry_full
+            + self.uring_overflow
     }
 
     fn minus(&self, e: &Counters) -> Counters {
@@ -242,11 +246,18 @@ impl Snapshot {
                 }
                 Summary::new(label, family_name(aux::family(bits)), s)
             })
-            .chain(self.by_op(path::URING_SEND).into_iter().map(|((op, _), s)| {
-                let label = uring::NAMES.get(op as usize).copied().unwrap_or("io_uring ?");
-                // The io_uring tracepoints do not name the socket's family.
-                Summary::new(label.to_string(), "-", s)
-            }))
+            .chain(
+                self.by_op(path::URING_SEND)
+                    .into_iter()
+                    .map(|((op, _), s)| {
+                        let label = uring::NAMES
+                            .get(op as usize)
+                            .copied()
+                            .unwrap_or("io_uring ?");
+                        // The io_uring tracepoints do not name the socket's family.
+                        Summary::new(label.to_string(), "-", s)
+                    }),
+            )
             .collect()
     }
 
