@@ -197,12 +197,19 @@ fn socket_fields(sock: *const u8) -> (u16, u16) {
 
 #[inline(always)]
 fn sock_hook(sock: *const u8) {
+    mark_socket_call(|| socket_fields(sock));
+}
+
+/// The in-flight system call reached a socket: its row is written at exit with the call's
+/// return value as the bytes.
+#[inline(always)]
+fn mark_socket_call(fields: impl FnOnce() -> (u16, u16)) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid)
         // SAFETY: valid map value owned by the current task.
         && unsafe { (*f).state } & inflight::ACTIVE != 0
     {
-        let (family, proto) = socket_fields(sock);
+        let (family, proto) = fields();
         // SAFETY: valid map value owned by the current task.
         unsafe {
             (*f).sock_seen = SOCK_SEEN_HOOK;
@@ -236,6 +243,27 @@ pub fn kp_sock_send(ctx: ProbeContext) -> u32 {
 pub fn kp_sock_recv(ctx: ProbeContext) -> u32 {
     if let Some(sock) = ctx.arg::<*const u8>(0) {
         sock_hook(sock);
+    }
+    0
+}
+
+// --- sendfile before 6.5: tcp_sendpage(struct sock *sk, struct page *, int, size_t, int) ------
+//
+// sendfile reached TCP through ->sendpage, past the socket LSM hook, until 6.5 (then through
+// sock_sendmsg with MSG_SPLICE_PAGES, which the paths above see). Marking the call is enough:
+// its bytes are the system call's own return value.
+
+#[fentry(function = "tcp_sendpage")]
+pub fn fe_tcp_sendpage(ctx: FEntryContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    mark_socket_call(|| sock_fields(sk));
+    0
+}
+
+#[kprobe]
+pub fn kp_tcp_sendpage(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = ctx.arg::<*const u8>(0) {
+        mark_socket_call(|| sock_fields(sk));
     }
     0
 }

@@ -305,6 +305,21 @@ fn guest_kprobe_tier_sees_copies_pins_and_deferred_copies() {
     phase_numbers(Tier::Kprobe);
 }
 
+/// sendfile (through tcp_sendpage before 6.5) and io_uring SEND / SEND_ZC, counted exactly
+/// per path on both probe tiers, against the benchmark's own counts.
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_sendfile_and_io_uring_are_counted_exactly_on_both_probe_tiers() {
+    require_probe_kernel();
+    for tier in ["fentry", "kprobe"] {
+        let dir =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("new-modes-{tier}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        common::trace_new_modes_from_outside(&dir, Some(tier));
+        eprintln!("guest: sendfile and io_uring sends counted exactly at best tier {tier}");
+    }
+}
+
 /// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.
 fn guest_bench(
     name: &str,

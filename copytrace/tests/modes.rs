@@ -157,76 +157,7 @@ fn reusing_a_send_zc_buffer_before_its_notification_is_caught() {
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn trace_counts_sendfile_and_io_uring_sends_exactly() {
     let _serial = serial();
-    let (bench, trace) = (tmp("traced-bench.json"), tmp("trace.json"));
-    let o = copytrace()
-        .args(["trace", "--json"])
-        .arg(&trace)
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_copytrace"))
-        .args([
-            "bench",
-            "--no-trace",
-            "--modes",
-            "sendfile,uring-send,uring-send-zc",
-            "--patterns",
-            "stream",
-            "--sizes",
-            "64K",
-            "--threads",
-            "1",
-            "--duration",
-            "200ms",
-            "--warmup",
-            "50ms",
-            "--repeat",
-            "1",
-            "--json",
-        ])
-        .arg(&bench)
-        .output()
-        .unwrap();
-    ok(&o);
-    let (b, t) = (load(&bench), load(&trace));
-    let by_mode = |m: &str| {
-        b["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["mode"] == m)
-            .unwrap_or_else(|| panic!("no {m} record"))
-            .clone()
-    };
-    let row = |name: &str| {
-        t["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["name"] == name)
-            .fold((0, 0), |(c, by), s| {
-                (c + u(&s["calls"]), by + u(&s["bytes"]))
-            })
-    };
-    for (mode, name) in [
-        ("sendfile", "sendfile64"),
-        ("uring-send", "io_uring send"),
-        ("uring-send-zc", "io_uring send_zc"),
-    ] {
-        let r = by_mode(mode);
-        let expected = (u(&r["send_syscalls"]), u(&r["send_bytes"]));
-        assert!(expected.1 > 0);
-        assert_eq!(row(name), expected, "{name}: (calls, bytes) traced vs sent");
-    }
-    // SEND_ZC notifications: one per request, every one "copied" over loopback.
-    let zc = by_mode("uring-send-zc");
-    let notes = t["breakdown"]["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["path"] == "io_uring notifications")
-        .expect("a notifications row")
-        .clone();
-    assert_eq!(u(&notes["calls"]), u(&zc["zerocopy"]["notifications"]));
-    // Nothing lost, and no io_uring request of another mode leaked into these rows.
-    assert_eq!(t["counters"]["stats_full"], 0);
-    assert_eq!(row("io_uring sendmsg"), (0, 0));
+    let dir = tmp("outside");
+    std::fs::create_dir_all(&dir).unwrap();
+    common::trace_new_modes_from_outside(&dir, None);
 }

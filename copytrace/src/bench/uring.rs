@@ -39,7 +39,8 @@ pub struct UringStats {
     pub depth: usize,
     /// `io_uring_enter` calls that submitted sends.
     pub submits: u64,
-    /// Send requests resubmitted after a short send or a cancelled link.
+    /// Send requests that failed and were submitted again: a cancelled link, or a flag the
+    /// kernel refused (the tracer counts them as failed requests).
     pub resubmitted: u64,
     /// SEND_ZC: buffers registered with the ring (fixed buffers).
     pub fixed_buffers: bool,
@@ -302,6 +303,7 @@ impl UringSender {
                         ));
                     }
                     self.uring.usage_reported = false;
+                    self.uring.resubmitted += 1;
                     again.push(*r);
                     continue;
                 }

@@ -146,6 +146,7 @@ pub mod names {
     pub const RECV_COPY: &str = "receive copy";
     pub const SCHED: &str = "scheduling";
     pub const URING: &str = "io_uring sends";
+    pub const SENDPAGE: &str = "sendfile to sockets (sendpage)";
     pub const PROCESSES: &str = "process tracking";
 }
 
@@ -239,6 +240,26 @@ static PATHS: &[PathSpec] = &[
         fallback: Fallback::Unavailable(
             "no probe on security_socket_recvmsg and no sock:sock_recv_length: read() on sockets cannot \
              be told from file I/O",
+        ),
+    },
+    PathSpec {
+        name: names::SENDPAGE,
+        candidates: &[
+            Candidate {
+                tier: Tier::Fentry,
+                targets: &["tcp_sendpage"],
+                hooks: &[("fe_tcp_sendpage", HookKind::FEntry)],
+            },
+            Candidate {
+                tier: Tier::Kprobe,
+                targets: &["tcp_sendpage"],
+                hooks: &[("kp_tcp_sendpage", HookKind::KProbe)],
+            },
+        ],
+        fallback: Fallback::Unavailable(
+            "no probe on tcp_sendpage: on 6.5 and later it is gone and sendfile passes \
+             sock_sendmsg (the socket send path sees it); before 6.5 sendfile to sockets is not \
+             counted without kprobes or fentry",
         ),
     },
     PathSpec {

@@ -54,3 +54,105 @@ pub fn assert_byte_classes_add_up(records: &[Record]) -> usize {
     }
     checked
 }
+
+/// `copytrace trace [--best-tier T] -- copytrace bench` of the sendfile and io_uring modes,
+/// then the trace's rows against what the benchmark counted on its own side: sendfile calls,
+/// io_uring requests and their bytes, exactly; one io_uring notification per SEND_ZC request.
+#[allow(dead_code)] // used by the modes and guest_tier test binaries
+pub fn trace_new_modes_from_outside(dir: &std::path::Path, best_tier: Option<&str>) {
+    use serde_json::Value;
+    let (bench, trace) = (
+        dir.join("new-modes-bench.json"),
+        dir.join("new-modes-trace.json"),
+    );
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"));
+    c.args(["trace", "--json"]).arg(&trace);
+    if let Some(t) = best_tier {
+        c.args(["--best-tier", t]);
+    }
+    let o = c
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_copytrace"))
+        .args([
+            "bench",
+            "--no-trace",
+            "--modes",
+            "sendfile,uring-send,uring-send-zc",
+        ])
+        .args(["--patterns", "stream", "--sizes", "64K", "--threads", "1"])
+        .args([
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--repeat",
+            "1",
+            "--json",
+        ])
+        .arg(&bench)
+        .output()
+        .expect("copytrace runs");
+    assert!(
+        o.status.success(),
+        "{:?}: {}",
+        best_tier,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let load = |p: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (b, t) = (load(&bench), load(&trace));
+    let u = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let by_mode = |m: &str| {
+        b["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["mode"] == m)
+            .unwrap_or_else(|| panic!("no {m} record"))
+            .clone()
+    };
+    // (successful calls or requests, bytes, failed ones) of a row.
+    let row = |name: &str| {
+        t["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] == name)
+            .fold((0, 0, 0), |(c, by, e), s| {
+                let errors = u(&s["errors"]);
+                (c + u(&s["calls"]) - errors, by + u(&s["bytes"]), e + errors)
+            })
+    };
+    for (mode, name) in [
+        ("sendfile", "sendfile64"),
+        ("uring-send", "io_uring send"),
+        ("uring-send-zc", "io_uring send_zc"),
+    ] {
+        let r = by_mode(mode);
+        // Failed requests are the ones the sender submitted again (cancelled links, a flag an
+        // older kernel refused); sendfile fails none.
+        let failed = r["uring"]["resubmitted"].as_u64().unwrap_or(0);
+        let expected = (u(&r["send_syscalls"]), u(&r["send_bytes"]), failed);
+        assert!(expected.1 > 0, "{mode}");
+        assert_eq!(
+            row(name),
+            expected,
+            "{best_tier:?} {name}: (calls, bytes, failed) traced vs sent"
+        );
+    }
+    let zc = by_mode("uring-send-zc");
+    let notes = t["breakdown"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "io_uring notifications")
+        .expect("a notifications row")
+        .clone();
+    assert_eq!(u(&notes["calls"]), u(&zc["zerocopy"]["notifications"]));
+    assert_eq!(u(&zc["zerocopy"]["notifications"]), u(&zc["send_syscalls"]));
+    // Nothing lost, and no other io_uring opcode leaked into these rows.
+    assert_eq!(t["counters"]["stats_full"], 0);
+    assert_eq!(t["counters"]["uring_overflow"], 0);
+    assert_eq!(row("io_uring sendmsg"), (0, 0, 0));
+}
