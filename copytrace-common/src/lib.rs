@@ -102,6 +102,9 @@ pub mod syscall {
     pub const RECVFROM: u16 = 6;
     pub const READ: u16 = 7;
     pub const COUNT: u16 = 8;
+    /// Not a system call: [`super::path::COPY_FROM_USER`] rows of copies inside io_uring send
+    /// requests (inside `tcp_sendmsg`, between tracked calls), probe tiers.
+    pub const IO_URING: u16 = COUNT;
 
     /// Tracepoint names (`syscalls:sys_enter_<name>`), indexed by the constants above.
     pub const NAMES: [&str; COUNT as usize] = [

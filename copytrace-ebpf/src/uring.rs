@@ -12,7 +12,8 @@
 //! A completion that overflows the application's completion ring names no request
 //! (`io_uring_cqe_overflow`): such requests are counted as lost, never guessed.
 //!
-//! Tiers: classic tracepoints on every kernel (6.0+ names); no probe tier (the request
+//! Tiers: classic tracepoints on every kernel (6.0+; the submission event is
+//! `io_uring_submit_sqe` before 6.3); no probe tier (the request
 //! structure's layout is not needed this way).
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
@@ -103,6 +104,13 @@ pub fn io_uring_cqe_overflow(_ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    let _ = on_submit(&ctx);
+    0
+}
+
+/// The same event before 6.3, with the same fields.
+#[tracepoint]
+pub fn io_uring_submit_sqe(ctx: TracePointContext) -> u32 {
     let _ = on_submit(&ctx);
     0
 }

@@ -7,7 +7,14 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 
-use crate::filter::in_send;
+use copytrace_common::{path, syscall};
+
+use crate::{
+    ENTRY,
+    filter::{in_send, window},
+    pairing::entry_key,
+    rows::{key, record},
+};
 
 #[inline(always)]
 fn usercopy(n: u64, to_user: bool) {
@@ -27,6 +34,20 @@ fn usercopy(n: u64, to_user: bool) {
                 (*f).copy_calls += 1;
             }
         }
+    } else if matches!(window(pid_tgid), Some((_, false)))
+        && ENTRY
+            .get_ptr(entry_key(pid_tgid, path::TCP_SENDMSG))
+            .is_some()
+    {
+        // Between tracked system calls yet inside tcp_sendmsg: an io_uring send request this
+        // thread issued (inline or from its task work). Its row is written now.
+        record(
+            &key(pid_tgid, path::COPY_FROM_USER, syscall::IO_URING, 0),
+            1,
+            n,
+            false,
+            None,
+        );
     }
 }
 

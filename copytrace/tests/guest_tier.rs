@@ -320,6 +320,18 @@ fn guest_sendfile_and_io_uring_are_counted_exactly_on_both_probe_tiers() {
     }
 }
 
+/// Where the bytes of sendfile and the io_uring modes went, on the fentry tier: each byte in
+/// one class, each class equal to what the benchmark knows (sendfile: page-cache pages
+/// attached; io_uring SEND: copied inside tcp_sendmsg; SEND_ZC: attached, then copied later
+/// over loopback as traced by skb_copy_ubufs).
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_byte_classes_of_sendfile_and_io_uring() {
+    require_probe_kernel();
+    let doc = guest_bench("new-modes", &[], "sendfile,uring-send,uring-send-zc");
+    assert_eq!(common::assert_byte_classes_add_up(&doc.records), 3 * 2);
+}
+
 /// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.
 fn guest_bench(
     name: &str,

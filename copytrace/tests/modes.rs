@@ -57,7 +57,7 @@ fn new_modes_deliver_intact_and_uring_zero_copy_reports_copies() {
         .args([
             "bench",
             "--modes",
-            "sendfile,uring-send,uring-send-zc",
+            "two-copy,sendfile,uring-send,uring-send-zc",
             "--quick",
             "--repeat",
             "1",
@@ -69,8 +69,8 @@ fn new_modes_deliver_intact_and_uring_zero_copy_reports_copies() {
     ok(&o);
     let doc = load(&json);
     let recs = doc["records"].as_array().unwrap();
-    // 3 modes × 4 sizes × 2 thread counts × 2 patterns, one repeat, plus the traced pass.
-    assert_eq!(recs.len(), 3 * 4 * 2 * 2 * 2, "{}", recs.len());
+    // 4 modes × 4 sizes × 2 thread counts × 2 patterns, one repeat, plus the traced pass.
+    assert_eq!(recs.len(), 4 * 4 * 2 * 2 * 2, "{}", recs.len());
     assert_eq!(doc["config"]["uring_depth"], 8);
     for r in recs {
         let what = format!(
@@ -110,7 +110,33 @@ fn new_modes_deliver_intact_and_uring_zero_copy_reports_copies() {
     // Where the bytes went, per traced stream record, against the benchmark's own counts.
     let typed: Vec<copytrace::bench::results::Record> =
         serde_json::from_value(doc["records"].clone()).unwrap();
-    assert_eq!(common::assert_byte_classes_add_up(&typed), 3 * 4 * 2);
+    assert_eq!(common::assert_byte_classes_add_up(&typed), 4 * 4 * 2);
+
+    // The report compares every mode with two-copy: a figure, and Q1 and Q5 per mode.
+    let out = tmp("quick-report");
+    let o = copytrace()
+        .arg("report")
+        .arg(&json)
+        .args(["--format", "md", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(out.join("fig1b-modes-vs-two-copy.png").is_file());
+    let md = std::fs::read_to_string(out.join("analysis.md")).unwrap();
+    let section = |q: &str| {
+        let start = md
+            .find(&format!("### {q}."))
+            .unwrap_or_else(|| panic!("no {q}"));
+        let rest = &md[start + 4..];
+        rest[..rest.find("### ").unwrap_or(rest.len())].to_string()
+    };
+    let (q1, q5) = (section("Q1"), section("Q5"));
+    assert!(q1.contains("Against two-copy, per mode:"), "{q1}");
+    for m in ["sendfile", "uring-send", "uring-send-zc"] {
+        assert!(q1.contains(&format!("{m} ")), "{m} in Q1: {q1}");
+        assert!(q5.contains(m), "{m} in Q5: {q5}");
+    }
 }
 
 #[test]

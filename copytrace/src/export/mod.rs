@@ -126,6 +126,7 @@ fn path_name(p: u16) -> &'static str {
 
 fn op_name(k: &StatKey) -> String {
     match k.path {
+        path::COPY_FROM_USER if k.op == syscall::IO_URING => "io_uring".to_string(),
         path::SYSCALL | path::COPY_FROM_USER => syscall::NAMES
             .get(k.op as usize)
             .copied()

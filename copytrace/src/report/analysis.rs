@@ -487,10 +487,13 @@ pub fn analyze(doc: &BenchDocument) -> Analysis {
                 ratio_at(hi).unwrap_or(f64::NAN),
                 size_label(hi),
                 capitalize(&zc.verdict)
-            ) + &other_modes_ratios(doc, lo, hi)
+            )
+        }
+        _ if !doc.config.modes.contains(&Mode::ZeroCopy) => {
+            "Zero-copy (MSG_ZEROCOPY) was not measured in this run.".to_string()
         }
         _ => "Not enough stream data with one connection to compare.".to_string(),
-    };
+    } + &other_modes_ratios(doc);
     // Q2: cache levels.
     let q2 = if doc.hardware_counters.available {
         cache_answer(doc)
@@ -582,8 +585,12 @@ fn other_modes(doc: &BenchDocument) -> Vec<Mode> {
 }
 
 /// Q1 for the other modes: each one's throughput against two-copy at the smallest and the
-/// largest common size, with its CPU cost per GB at the smallest.
-fn other_modes_ratios(doc: &BenchDocument, lo: usize, hi: usize) -> String {
+/// largest size two-copy was measured at, with its CPU cost per GB at the smallest.
+fn other_modes_ratios(doc: &BenchDocument) -> String {
+    let sizes = common_sizes(doc, Mode::TwoCopy, Mode::TwoCopy);
+    let (Some(&lo), Some(&hi)) = (sizes.first(), sizes.last()) else {
+        return String::new();
+    };
     let gbps = |m: Mode, s: usize| {
         summary(doc, m, Pattern::Stream, s, 1)
             .and_then(|c| c.sender_gbps.as_ref())

@@ -112,8 +112,13 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
     o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
     o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
-    o.uring_submit_req = optional("io_uring", "io_uring_submit_req", "req")?;
-    o.uring_submit_opcode = optional("io_uring", "io_uring_submit_req", "opcode")?;
+    let submit = if tracefs::tracepoint_exists(root, "io_uring", "io_uring_submit_req") {
+        "io_uring_submit_req"
+    } else {
+        "io_uring_submit_sqe" // before 6.3
+    };
+    o.uring_submit_req = optional("io_uring", submit, "req")?;
+    o.uring_submit_opcode = optional("io_uring", submit, "opcode")?;
     o.uring_complete_req = optional("io_uring", "io_uring_complete", "req")?;
     o.uring_complete_res = optional("io_uring", "io_uring_complete", "res")?;
     o.uring_complete_cflags = optional("io_uring", "io_uring_complete", "cflags")?;

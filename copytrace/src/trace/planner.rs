@@ -431,18 +431,30 @@ static PATHS: &[PathSpec] = &[
         name: names::URING,
         // Requests from submission to completion, attributed to the submitter; SEND_ZC's
         // notifications too. The request structure is not read, so no probe tier is needed.
-        candidates: &[Candidate {
-            tier: Tier::Tracepoint,
-            targets: &[
-                "io_uring_submit_req",
-                "io_uring_complete",
-                "io_uring_cqe_overflow",
-            ],
-            hooks: &[("", HookKind::Tracepoint("io_uring"))],
-        }],
+        candidates: &[
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &[
+                    "io_uring_submit_req",
+                    "io_uring_complete",
+                    "io_uring_cqe_overflow",
+                ],
+                hooks: &[("", HookKind::Tracepoint("io_uring"))],
+            },
+            // Before 6.3 the submission event had another name (same fields).
+            Candidate {
+                tier: Tier::Tracepoint,
+                targets: &[
+                    "io_uring_submit_sqe",
+                    "io_uring_complete",
+                    "io_uring_cqe_overflow",
+                ],
+                hooks: &[("", HookKind::Tracepoint("io_uring"))],
+            },
+        ],
         fallback: Fallback::Unavailable(
-            "io_uring:io_uring_submit_req/io_uring_complete are missing (no io_uring, or a \
-             kernel before 6.0): io_uring sends are not attributed",
+            "io_uring:io_uring_submit_req (or _sqe)/io_uring_complete are missing (no \
+             io_uring, or a kernel before 6.0): io_uring sends are not attributed",
         ),
     },
     PathSpec {
