@@ -576,8 +576,22 @@ fn check_guest_trace(path: &Path) -> bool {
     sent == 1_000_000 && copied == 1_000_000 && (copy_tier == "fentry" || copy_tier == "kprobe")
 }
 
+/// Held for a whole vm-test: two at once would share `target/vm/out`, each clearing the other's
+/// results.
+fn exclusive() -> anyhow::Result<fs::File> {
+    fs::create_dir_all(vm_dir())?;
+    let f = fs::File::create(vm_dir().join("lock"))?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!("another `cargo xtask vm-test` is running on this checkout");
+    }
+    Ok(f)
+}
+
 pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let _lock = exclusive()?;
     packages::ensure("vm-test", packages::VM)?;
     let kernel = prepare_kernel(&args.kernel)?;
     let initramfs = build_initramfs(&kernel)?;
@@ -623,6 +637,8 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join("\n  ");
         println!("vm-test: {name} (rc {}):\n  {summary}", trc.trim());
+        // A test whose status the guest never wrote did not pass.
+        ok &= trc.trim() == "0";
         if trc.trim() != "0" {
             println!("--- {name}.log ---\n{log}");
         }

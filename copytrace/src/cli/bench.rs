@@ -247,6 +247,16 @@ pub fn parse(args: &Args) -> anyhow::Result<Parsed> {
     })
 }
 
+/// The values in first-seen order, each once.
+fn distinct<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<T> {
+    values.fold(Vec::new(), |mut v, x| {
+        if !v.contains(&x) {
+            v.push(x);
+        }
+        v
+    })
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -350,41 +360,14 @@ pub fn sweep_document(
             reason: hw.err(),
         },
         config: ConfigEcho {
-            modes: plan
-                .cells
-                .iter()
-                .map(|c| c.mode)
-                .fold(Vec::new(), |mut v, m| {
-                    if !v.contains(&m) {
-                        v.push(m);
-                    }
-                    v
-                }),
+            modes: distinct(plan.cells.iter().map(|c| c.mode)),
             uring_depth: plan
                 .cells
                 .iter()
                 .any(|c| c.mode.uring())
                 .then_some(args.uring_depth),
-            sizes: plan
-                .cells
-                .iter()
-                .map(|c| c.size)
-                .fold(Vec::new(), |mut v, s| {
-                    if !v.contains(&s) {
-                        v.push(s);
-                    }
-                    v
-                }),
-            threads: plan
-                .cells
-                .iter()
-                .map(|c| c.threads)
-                .fold(Vec::new(), |mut v, t| {
-                    if !v.contains(&t) {
-                        v.push(t);
-                    }
-                    v
-                }),
+            sizes: distinct(plan.cells.iter().map(|c| c.size)),
+            threads: distinct(plan.cells.iter().map(|c| c.threads)),
             patterns: args.patterns.clone(),
             duration_s: plan.duration.as_secs_f64(),
             warmup_s: plan.warmup.as_secs_f64(),
