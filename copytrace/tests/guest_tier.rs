@@ -18,6 +18,8 @@ use copytrace_common::{aux, path, syscall};
 
 mod common;
 
+use common::TierView;
+
 const PAGE: usize = 4096;
 const SENDS: usize = 16;
 const SEND_LEN: usize = 64 * 1024;
@@ -370,6 +372,35 @@ fn uring_zero_copy_on(r: &copytrace::bench::results::Record, on_wire: bool, what
             "{what}: {later}"
         );
     }
+}
+
+/// One workload, three tracers attached at once — capped at fentry, kprobe and tracepoint —
+/// so all three see exactly the same events. Every path two tiers both measure must agree
+/// exactly; where the tracepoint tier derives a path, the derivation must equal what the
+/// probe tiers measure (the README's claim). Prints the three-way table.
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_tiers_agree_on_one_workload() {
+    require_probe_kernel();
+    let caps = [Tier::Fentry, Tier::Kprobe, Tier::Tracepoint];
+    let tracers: Vec<Tracer> = caps.iter().map(|&t| start(t)).collect();
+    let before: Vec<Snapshot> = tracers.iter().map(|t| t.snapshot().unwrap()).collect();
+    send_phase(false);
+    send_phase(true);
+    // Late deferred copies and completions of the zero-copy phase land before the snapshots.
+    std::thread::sleep(Duration::from_millis(300));
+    let views: Vec<TierView> = tracers
+        .iter()
+        .zip(&before)
+        .zip(caps)
+        .map(|((t, b), cap)| TierView::of(cap, &t.snapshot().unwrap().since(b), t.decisions()))
+        .collect();
+    let failures = common::tiers_agree(&views);
+    assert!(
+        failures.is_empty(),
+        "tiers disagree:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.

@@ -61,7 +61,8 @@ enum Command {
     },
     /// Boot a stock Debian kernel (kprobes, fentry) under QEMU TCG and run the guest-tier tests.
     VmTest {
-        /// Which kernel to boot.
+        /// Which kernel to boot: debian-6.1, debian-6.12 (the newest 6.12 the package index
+        /// offers), or all (one after the other).
         #[arg(long, default_value = "debian-6.1")]
         kernel: String,
         /// Kill a hung guest after this many seconds.

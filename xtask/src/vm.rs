@@ -59,7 +59,8 @@ fn vm_dir() -> PathBuf {
 fn kernel_package(spec: &str) -> anyhow::Result<String> {
     let want = match spec {
         "debian-6.1" => "linux-image-6.1.",
-        other => bail!("unknown kernel `{other}` (known: debian-6.1)"),
+        "debian-6.12" => return newest_612(),
+        other => bail!("unknown kernel `{other}` (known: debian-6.1, debian-6.12)"),
     };
     let out = cmd::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
     let pkg = out
@@ -79,6 +80,23 @@ struct Kernel {
     /// dpkg-deb -x of the package (lib/modules/<version>/…).
     tree: PathBuf,
     vmlinux: PathBuf,
+}
+
+/// The newest `linux-image-6.12.N+deb12-amd64` the package index offers (bookworm's
+/// backported 6.12: kprobes, fentry, BTF and the `sock:*` tracepoints of 6.3+).
+fn newest_612() -> anyhow::Result<String> {
+    let out = cmd::output(Command::new("apt-cache").args(["pkgnames", "linux-image-6.12."]))?;
+    let patch = |p: &str| -> Option<u32> {
+        p.strip_prefix("linux-image-6.12.")?
+            .strip_suffix("+deb12-amd64")?
+            .parse()
+            .ok()
+    };
+    out.lines()
+        .filter_map(|p| Some((patch(p.trim())?, p.trim().to_string())))
+        .max()
+        .map(|(_, p)| p)
+        .context("the package index offers no linux-image-6.12.*+deb12-amd64 (apt-get update?)")
 }
 
 fn prepare_kernel(spec: &str) -> anyhow::Result<Kernel> {
@@ -589,15 +607,45 @@ fn exclusive() -> anyhow::Result<fs::File> {
     Ok(f)
 }
 
+/// The kernels `--kernel all` boots, one after the other.
+const KERNELS: [&str; 2] = ["debian-6.1", "debian-6.12"];
+
 pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
     let _lock = exclusive()?;
     packages::ensure("vm-test", packages::VM)?;
-    let kernel = prepare_kernel(&args.kernel)?;
+    let specs: Vec<&str> = match args.kernel.as_str() {
+        "all" => KERNELS.to_vec(),
+        one => vec![one],
+    };
+    let mut results = Vec::new();
+    for spec in &specs {
+        let started = Instant::now();
+        let ok = run_kernel(env, spec, args.timeout)?;
+        results.push((spec, ok, started.elapsed().as_secs_f64()));
+    }
+    if specs.len() > 1 {
+        for (spec, ok, secs) in &results {
+            println!(
+                "vm-test: {spec}: {} in {secs:.0} s",
+                if *ok { "PASSED" } else { "FAILED" }
+            );
+        }
+    }
+    Ok(if results.iter().all(|r| r.1) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Boot one kernel and run the guest tests in it; whether everything passed.
+fn run_kernel(env: &BuildEnv, spec: &str, timeout: Duration) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let kernel = prepare_kernel(spec)?;
     let initramfs = build_initramfs(&kernel)?;
     let bins = build_tests(env)?;
     let copytrace = cmd::target_dir().join("debug/copytrace");
-    let out = vm_dir().join("out");
+    let out = vm_dir().join("out").join(spec);
     // The host's view, for the comparison.
     let host_probe = cmd::output(crate::tasks::as_root(env, &copytrace).args(["probe", "--json"]))?;
     let mut finished = false;
@@ -612,7 +660,7 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
             &initramfs,
             &script,
             &out.join("serial.log"),
-            args.timeout,
+            timeout,
         )? {
             Boot::Finished => {
                 finished = true;
@@ -651,14 +699,11 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
         ok = false;
     }
     println!(
-        "vm-test: {} in {:.0} s (artifacts in {})",
+        "vm-test: {spec} ({}): {} in {:.0} s (artifacts in {})",
+        kernel.version,
         if ok { "PASSED" } else { "FAILED" },
         started.elapsed().as_secs_f64(),
         out.display()
     );
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ok)
 }

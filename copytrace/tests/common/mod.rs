@@ -159,3 +159,117 @@ pub fn trace_new_modes_from_outside(dir: &std::path::Path, best_tier: Option<&st
     assert_eq!(t["counters"]["uring_overflow"], 0);
     assert_eq!(row("io_uring sendmsg"), (0, 0, 0));
 }
+
+/// What one tracer, capped at one tier, saw of a workload: per path, the tier that saw it,
+/// events and bytes.
+#[allow(dead_code)] // used by the guest_tier test binary
+pub struct TierView {
+    pub cap: copytrace::trace::Tier,
+    pub paths: Vec<(String, copytrace::trace::Tier, u64, Option<u64>)>,
+}
+
+#[allow(dead_code)]
+impl TierView {
+    pub fn of(
+        cap: copytrace::trace::Tier,
+        d: &copytrace::trace::Snapshot,
+        decisions: &[copytrace::trace::PathDecision],
+    ) -> TierView {
+        use copytrace::trace::{Breakdown, Tier};
+        use copytrace_common::path;
+        let b = Breakdown::compute(d, decisions);
+        let tier_of = |name: &str| {
+            decisions
+                .iter()
+                .find(|x| x.path == name)
+                .map_or(Tier::Unavailable, |x| x.tier)
+        };
+        let mut paths: Vec<_> = b
+            .paths
+            .iter()
+            // Off-CPU time is a duration, not a count of the workload's events.
+            .filter(|p| p.path != "scheduling")
+            .map(|p| {
+                let mut bytes = p.bytes;
+                if p.path == "deferred copy" {
+                    // Copies in contexts not attributable to the workload count too.
+                    bytes = bytes.map(|v| v + b.deferred_unattributed_bytes.unwrap_or(0));
+                }
+                (
+                    p.path.clone(),
+                    p.tier.unwrap_or(Tier::Unavailable),
+                    p.calls,
+                    bytes,
+                )
+            })
+            .collect();
+        for (name, p) in [
+            ("socket send", path::SOCK_SEND),
+            ("socket receive", path::SOCK_RECV),
+        ] {
+            let s = d.total(p, None);
+            paths.push((name.to_string(), tier_of(name), s.count, Some(s.bytes)));
+        }
+        TierView { cap, paths }
+    }
+}
+
+/// Paths whose events a derivation counts differently from a probe (system calls against
+/// copy chunks): only their bytes must agree across a derived and a measured tier.
+const BYTES_ONLY_WHEN_DERIVED: [&str; 2] = ["user→kernel copy", "zero-copy attach"];
+
+/// Compare every path between every two views: where both tiers see a path, events and bytes
+/// must be equal; where one derives it, its bytes must equal the other's measurement. Prints
+/// the three-way table; returns one line per disagreement, naming the path and both tiers.
+#[allow(dead_code)]
+pub fn tiers_agree(views: &[TierView]) -> Vec<String> {
+    use copytrace::trace::Tier;
+    let mut failures = Vec::new();
+    println!(
+        "{:<32} {}",
+        "path",
+        views
+            .iter()
+            .map(|v| format!("{:<36}", format!("capped at {}", v.cap.as_str())))
+            .collect::<String>()
+    );
+    for (i, (name, ..)) in views[0].paths.iter().enumerate() {
+        let cells: Vec<_> = views.iter().map(|v| &v.paths[i]).collect();
+        println!(
+            "{name:<32} {}",
+            cells
+                .iter()
+                .map(|(_, t, c, b)| format!(
+                    "{:<36}",
+                    format!(
+                        "{} {c} / {}",
+                        t.as_str(),
+                        b.map_or("-".to_string(), |b| format!("{b} B"))
+                    )
+                ))
+                .collect::<String>()
+        );
+        for a in 0..cells.len() {
+            for b in a + 1..cells.len() {
+                let ((_, ta, ca, ba), (_, tb, cb, bb)) = (cells[a], cells[b]);
+                if *ta == Tier::Unavailable || *tb == Tier::Unavailable {
+                    continue;
+                }
+                let derived = *ta == Tier::Derived || *tb == Tier::Derived;
+                let calls_differ =
+                    ca != cb && !(derived && BYTES_ONLY_WHEN_DERIVED.contains(&name.as_str()));
+                if calls_differ || ba != bb {
+                    failures.push(format!(
+                        "{name}: the {} tier (capped at {}) says {ca} events / {ba:?} bytes, the {} \
+                         tier (capped at {}) says {cb} events / {bb:?} bytes",
+                        ta.as_str(),
+                        views[a].cap.as_str(),
+                        tb.as_str(),
+                        views[b].cap.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    failures
+}
