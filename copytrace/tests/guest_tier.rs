@@ -374,15 +374,15 @@ fn uring_zero_copy_on(r: &copytrace::bench::results::Record, on_wire: bool, what
     }
 }
 
-/// One workload, three tracers attached at once — capped at fentry, kprobe and tracepoint —
-/// so all three see exactly the same events. Every path two tiers both measure must agree
+/// One workload, four tracers attached at once — capped at fentry, kprobe, raw tracepoint and
+/// classic tracepoint — so all of them see exactly the same events. Every path two tiers both measure must agree
 /// exactly; where the tracepoint tier derives a path, the derivation must equal what the
 /// probe tiers measure (the README's claim). Prints the three-way table.
 #[test]
 #[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
 fn guest_tiers_agree_on_one_workload() {
     require_probe_kernel();
-    let caps = [Tier::Fentry, Tier::Kprobe, Tier::Tracepoint];
+    let caps = [Tier::Fentry, Tier::Kprobe, Tier::RawTp, Tier::Tracepoint];
     let tracers: Vec<Tracer> = caps.iter().map(|&t| start(t)).collect();
     let before: Vec<Snapshot> = tracers.iter().map(|t| t.snapshot().unwrap()).collect();
     send_phase(false);

@@ -32,6 +32,7 @@ pub const VM: &[Need] = &[
     ("qemu-system-x86", "the guest"),
     ("busybox-static", "the guest's initramfs"),
     ("cpio", "packing the initramfs"),
+    ("zstd", "decompressing Debian's 6.12 kernel image"),
     ("kmod", "resolving module dependencies"),
     ("xz-utils", "unpacking kernel modules"),
     (

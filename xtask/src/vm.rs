@@ -159,24 +159,42 @@ fn prepare_kernel(spec: &str) -> anyhow::Result<Kernel> {
 fn extract_vmlinux(vmlinuz: &Path, out: &Path) -> anyhow::Result<()> {
     eprintln!("xtask: vm-test: decompressing {}", vmlinuz.display());
     let data = fs::read(vmlinuz).with_context(|| format!("reading {}", vmlinuz.display()))?;
-    let magic = b"\xfd7zXZ\x00";
-    let at = data
-        .windows(magic.len())
-        .position(|w| w == magic)
-        .context("no xz stream in the kernel image")?;
-    let mut child = Command::new("xz")
-        .args(["-dc", "--single-stream"])
+    // Debian's 6.1 compresses the kernel with xz, its 6.12 with zstd.
+    let find = |magic: &[u8]| data.windows(magic.len()).position(|w| w == magic);
+    let (at, tool, args): (usize, &str, &[&str]) =
+        match (find(b"\xfd7zXZ\x00"), find(b"\x28\xb5\x2f\xfd")) {
+            (Some(at), _) => (at, "xz", &["-dc", "--single-stream"]),
+            (None, Some(at)) => (at, "zstd", &["-dc"]),
+            (None, None) => bail!("no xz or zstd stream in the kernel image"),
+        };
+    let mut child = Command::new(tool)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .context("running xz")?;
+        .with_context(|| format!("running {tool}"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let payload = data[at..].to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&payload));
     let output = child.wait_with_output()?;
     let _ = writer.join();
-    if !output.status.success() || !output.stdout.starts_with(b"\x7fELF") {
-        bail!("xz did not yield an ELF vmlinux ({})", output.status);
+    // zstd complains about the bytes that follow the compressed kernel in the image; what
+    // counts is a whole ELF file on its output.
+    let elf = &output.stdout;
+    // A whole ELF64: its section header table (e_shoff, e_shentsize × e_shnum) is inside.
+    let le = |at: usize, n: usize| {
+        elf.get(at..at + n)
+            .map(|b| b.iter().rev().fold(0u64, |v, &x| v << 8 | x as u64))
+    };
+    let whole = match (le(0x28, 8), le(0x3a, 2), le(0x3c, 2)) {
+        (Some(off), Some(size), Some(n)) => off + size * n <= elf.len() as u64,
+        _ => false,
+    };
+    if !elf.starts_with(b"\x7fELF") || !whole || (tool == "xz" && !output.status.success()) {
+        bail!(
+            "{tool} did not yield a whole ELF vmlinux ({})",
+            output.status
+        );
     }
     let tmp = out.with_extension("partial");
     fs::write(&tmp, &output.stdout)?;
@@ -224,7 +242,7 @@ fn build_initramfs(k: &Kernel) -> anyhow::Result<PathBuf> {
     let dir = vm_dir().join(format!("initramfs-{}", k.version));
     let image = vm_dir().join(format!("initramfs-{}.cpio.gz", k.version));
     let stamp = vm_dir().join(format!("initramfs-{}.stamp", k.version));
-    let want = format!("{}\n{}", MODULES.join(" "), INIT);
+    let want = format!("{} (uncompressed)\n{}", MODULES.join(" "), INIT);
     if image.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
         eprintln!("xtask: vm-test: cached {}", image.display());
         return Ok(image);
@@ -269,7 +287,17 @@ fn build_initramfs(k: &Kernel) -> anyhow::Result<PathBuf> {
                 .with_context(|| format!("module {ko} outside the kernel tree"))?;
             let to = modroot.join(rel);
             fs::create_dir_all(to.parent().expect("file"))?;
-            fs::copy(ko, &to)?;
+            // Uncompressed: Debian's 6.12 cannot load xz-compressed modules from busybox's
+            // insmod ("Invalid ELF header magic"); 6.1 could.
+            match ko.strip_suffix(".xz") {
+                Some(_) => {
+                    let plain = fs::File::create(to.with_extension(""))?;
+                    cmd::run(Command::new("xz").args(["-dc", ko]).stdout(plain))?;
+                }
+                None => {
+                    fs::copy(ko, &to)?;
+                }
+            }
         }
     }
     for f in [
