@@ -51,6 +51,23 @@ pub struct Breakdown {
     pub lost_events: u64,
 }
 
+/// A derived path whose inputs this kernel's tiers cannot see: unavailable, and why.
+fn underivable(p: PathStat, derivable: bool) -> PathStat {
+    if derivable || p.tier != Some(Tier::Derived) {
+        return p;
+    }
+    PathStat {
+        tier: Some(Tier::Unavailable),
+        bytes: None,
+        note: Some(
+            "derived from send calls that reached a socket, and no tier here sees the socket \
+             layer"
+                .to_string(),
+        ),
+        ..p
+    }
+}
+
 /// sendfile's bytes on sockets, derived from the calls' results (the socket path tells a
 /// socket from a file).
 fn sendfile_attach(snap: &Snapshot, visible: bool) -> PathStat {
@@ -133,6 +150,9 @@ impl Breakdown {
             s
         };
         let tier_is = |name: &str, t: Tier| decision(name).is_some_and(|d| d.tier == t);
+        // The derivations count send calls that reached a socket: without a view of the
+        // socket layer they would count nothing and look like a measured zero.
+        let derivable = visible(names::SOCKET_SEND);
         let copies = if tier_is(names::COPY, Tier::Derived) {
             derived(false)
         } else {
@@ -167,8 +187,11 @@ impl Breakdown {
                 snap.total(path::TCP_SENDMSG, None),
                 visible(names::TCP),
             ),
-            stat(names::COPY, copies, false),
-            stat(names::ZEROCOPY, zerocopy, timed_tier(names::ZEROCOPY)),
+            underivable(stat(names::COPY, copies, false), derivable),
+            underivable(
+                stat(names::ZEROCOPY, zerocopy, timed_tier(names::ZEROCOPY)),
+                derivable,
+            ),
             stat(names::PINNING, pinned, true),
             stat(names::DEFERRED, deferred, true),
             stat(
