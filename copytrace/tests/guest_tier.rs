@@ -377,7 +377,7 @@ fn uring_zero_copy_on(r: &copytrace::bench::results::Record, on_wire: bool, what
 /// One workload, four tracers attached at once — capped at fentry, kprobe, raw tracepoint and
 /// classic tracepoint — so all of them see exactly the same events. Every path two tiers both measure must agree
 /// exactly; where the tracepoint tier derives a path, the derivation must equal what the
-/// probe tiers measure (the README's claim). Prints the three-way table.
+/// probe tiers measure (the README's claim). Prints the four-way table.
 #[test]
 #[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
 fn guest_tiers_agree_on_one_workload() {
