@@ -79,6 +79,17 @@ impl Message {
         }
     }
 
+    /// Serialize the 8 fields into `dst` (the user-space copy of the two-copy senders);
+    /// returns the bytes copied.
+    pub fn serialize_into(&self, dst: &mut [u8]) -> usize {
+        let mut off = 0;
+        for f in &self.fields {
+            dst[off..off + f.len()].copy_from_slice(f);
+            off += f.len();
+        }
+        off
+    }
+
     pub fn len(&self) -> usize {
         self.fields.iter().map(|f| f.len()).sum()
     }

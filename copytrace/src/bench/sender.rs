@@ -148,12 +148,7 @@ impl TwoCopy {
 impl Sender for TwoCopy {
     fn send(&mut self, seq: u64, measured: bool) -> io::Result<()> {
         self.msg.stamp(seq, measured);
-        let mut off = 0;
-        for f in &self.msg.fields {
-            self.buf[off..off + f.len()].copy_from_slice(f);
-            off += f.len();
-        }
-        self.stats.user_copy_bytes += off as u64;
+        self.stats.user_copy_bytes += self.msg.serialize_into(&mut self.buf) as u64;
         let stats = &mut self.stats;
         let mut rest: &[u8] = &self.buf;
         while !rest.is_empty() {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::bench::{
     message::{AlignedBuf, Message, fill_contiguous, stamp_contiguous},
     sender::{Sender, SenderStats, ZeroCopyStats},
-    zerocopy::ZeroCopyOptions,
+    zerocopy::{COMPLETION_TIMEOUT, ZeroCopyOptions},
 };
 
 /// `IORING_SEND_ZC_REPORT_USAGE` (include/uapi/linux/io_uring.h): ask the notification to say
@@ -352,10 +352,11 @@ impl UringSender {
                 return Ok(b);
             }
             self.zc.pool_waits += 1;
-            if started.elapsed() > std::time::Duration::from_secs(20) {
-                return Err(io::Error::other(
-                    "no io_uring notification for 20 s with every buffer in flight",
-                ));
+            if started.elapsed() > COMPLETION_TIMEOUT {
+                return Err(io::Error::other(format!(
+                    "no io_uring notification for {COMPLETION_TIMEOUT:?} with every buffer in \
+                     flight"
+                )));
             }
             self.wait_notification()?;
         }
@@ -382,12 +383,7 @@ impl Sender for UringSender {
             // Send: serialize the fields (copy 1), the kernel copies the buffer (copy 2).
             Some(m) => {
                 m.stamp(seq, measured);
-                let mut off = 0;
-                for f in &m.fields {
-                    b[off..off + f.len()].copy_from_slice(f);
-                    off += f.len();
-                }
-                self.stats.user_copy_bytes += off as u64;
+                self.stats.user_copy_bytes += m.serialize_into(b) as u64;
             }
             // SEND_ZC: the message lives in the registered buffer; only its stamps change.
             None => stamp_contiguous(b, seq, measured),
@@ -411,10 +407,10 @@ impl Sender for UringSender {
         self.flush()?;
         let started = std::time::Instant::now();
         while self.notif_bytes.iter().any(|q| !q.is_empty()) {
-            if started.elapsed() > std::time::Duration::from_secs(20) {
-                return Err(io::Error::other(
-                    "io_uring SEND_ZC notifications never came within 20 s",
-                ));
+            if started.elapsed() > COMPLETION_TIMEOUT {
+                return Err(io::Error::other(format!(
+                    "io_uring SEND_ZC notifications never came within {COMPLETION_TIMEOUT:?}"
+                )));
             }
             self.wait_notification()?;
         }

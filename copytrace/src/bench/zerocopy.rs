@@ -29,7 +29,7 @@ const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
 /// Drain completions without blocking after this many sends.
 const DRAIN_EVERY: u64 = 16;
 /// Give up waiting for outstanding completions after this long.
-const COMPLETION_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const COMPLETION_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy, Debug)]
 pub struct ZeroCopyOptions {
