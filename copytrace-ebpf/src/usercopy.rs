@@ -11,7 +11,7 @@ use copytrace_common::{path, syscall};
 
 use crate::{
     ENTRY,
-    filter::{in_send, window},
+    filter::window,
     pairing::entry_key,
     rows::{key, record},
 };
@@ -22,22 +22,25 @@ fn usercopy(n: u64, to_user: bool) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Only copies inside a send call count, and only once the call has reached the socket
-    // layer (its LSM hook marks the call): before that, sendmsg copies its iovec array in
-    // (16 bytes per entry, through the same check), which is metadata, not data sent. They
-    // are attributed at the call's exit, once we know the call really went to a socket.
-    if let Some(f) = in_send(pid_tgid) {
+    // One lookup of the thread's entry decides both cases below.
+    let Some((f, in_call)) = window(pid_tgid) else {
+        return;
+    };
+    if in_call {
+        // Only copies inside a send call count, and only once the call has reached the socket
+        // layer (its LSM hook marks the call): before that, sendmsg copies its iovec array in
+        // (16 bytes per entry, through the same check), which is metadata, not data sent.
+        // They are attributed at the call's exit, once we know the call went to a socket.
         // SAFETY: valid map value owned by the current task.
         unsafe {
-            if (*f).sock_seen != 0 {
+            if syscall::is_send((*f).op) && (*f).sock_seen != 0 {
                 (*f).copied += n;
                 (*f).copy_calls += 1;
             }
         }
-    } else if matches!(window(pid_tgid), Some((_, false)))
-        && ENTRY
-            .get_ptr(entry_key(pid_tgid, path::TCP_SENDMSG))
-            .is_some()
+    } else if ENTRY
+        .get_ptr(entry_key(pid_tgid, path::TCP_SENDMSG))
+        .is_some()
     {
         // Between tracked system calls yet inside tcp_sendmsg: an io_uring send request this
         // thread issued (inline or from its task work). Its row is written now.
