@@ -420,7 +420,27 @@ pub mod filter {
     pub const ALL: u32 = 0;
     /// Only processes whose tgid is in the `PIDS` map.
     pub const PIDS: u32 = 1;
+    /// Only threads whose name (`comm`) is one of [`super::Config::comms`] at the event.
+    pub const COMMS: u32 = 2;
 }
+
+/// Who wrote a stats row, captured by the kernel when the thread's first row is created (so a
+/// thread that exits before user space reads its rows can still be named): value of the
+/// `TASKS` map, keyed by tid. User space removes the entry when it reaps the thread's rows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The thread's name then (NUL-padded).
+    pub comm: [u8; COMM_LEN],
+    /// Its cgroup v2 id then (the cgroup directory's inode).
+    pub cgroup_id: u64,
+}
+
+/// Length of a task's `comm` (TASK_COMM_LEN, NUL included).
+pub const COMM_LEN: usize = 16;
+
+/// Thread names that fit in [`Config::comms`].
+pub const MAX_CONFIG_COMMS: usize = 8;
 
 /// Run-time configuration, written into the `CONFIG` global before load.
 #[repr(C)]
@@ -441,7 +461,10 @@ pub struct Config {
     /// Filter mode PIDS: also consult the `PIDS` map (children followed, or more tgids than
     /// fit above).
     pub pids_in_map: u32,
-    pub _pad: u32,
+    /// Filter mode COMMS: how many of [`Config::comms`] are set.
+    pub n_comms: u32,
+    /// Filter mode COMMS: thread names to trace, NUL-padded.
+    pub comms: [[u8; COMM_LEN]; MAX_CONFIG_COMMS],
     pub offsets: TpOffsets,
 }
 
@@ -457,7 +480,8 @@ impl Config {
         sample_every: 0,
         pids: [0; MAX_CONFIG_PIDS],
         pids_in_map: 0,
-        _pad: 0,
+        n_comms: 0,
+        comms: [[0; COMM_LEN]; MAX_CONFIG_COMMS],
         offsets: TpOffsets::ZERO,
     };
 }
@@ -476,6 +500,7 @@ mod user {
     unsafe impl aya::Pod for SpanEvent {}
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for TaskInfo {}
 }
 
 #[cfg(test)]
@@ -512,9 +537,17 @@ mod tests {
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
         assert_eq!(size_of::<TpOffsets>(), 4 * 20);
         assert_eq!(size_of::<UringReq>(), 24);
+        assert_eq!(size_of::<TaskInfo>(), COMM_LEN + 8);
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 8 + 4 * 2 + 4 * MAX_CONFIG_PIDS + 4 + 4 + size_of::<TpOffsets>()
+            4 + 4
+                + 8
+                + 4 * 2
+                + 4 * MAX_CONFIG_PIDS
+                + 4
+                + 4
+                + COMM_LEN * MAX_CONFIG_COMMS
+                + size_of::<TpOffsets>()
         );
     }
 }

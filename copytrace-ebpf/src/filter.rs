@@ -1,7 +1,9 @@
 //! Who counts and when: the process filter, the trace window, and the traced thread's
 //! in-flight system call.
-use aya_ebpf::helpers::bpf_get_current_cgroup_id;
-use copytrace_common::{InFlight, MAX_CONFIG_PIDS, StatKey, counter, filter, inflight, syscall};
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm};
+use copytrace_common::{
+    InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, StatKey, counter, filter, inflight, syscall,
+};
 
 use crate::{
     ARMED, CONFIG, INFLIGHT, PIDS,
@@ -28,6 +30,38 @@ fn pid_listed(tgid: u32) -> bool {
     config_u32(&CONFIG.pids_in_map) != 0 && PIDS.get_ptr(tgid).is_some()
 }
 
+/// Is the current thread's name one of the configured ones? Compared as two u64 words each.
+#[inline(always)]
+fn comm_listed() -> bool {
+    let Ok(comm) = bpf_get_current_comm() else {
+        return false;
+    };
+    let word = |c: &[u8; 16], i: usize| {
+        u64::from_ne_bytes([
+            c[i],
+            c[i + 1],
+            c[i + 2],
+            c[i + 3],
+            c[i + 4],
+            c[i + 5],
+            c[i + 6],
+            c[i + 7],
+        ])
+    };
+    let (a, b) = (word(&comm, 0), word(&comm, 8));
+    let n = config_u32(&CONFIG.n_comms) as usize;
+    let mut i = 0;
+    while i < MAX_CONFIG_COMMS && i < n {
+        // SAFETY: reading a global.
+        let want = unsafe { core::ptr::read_volatile(&CONFIG.comms[i]) };
+        if word(&want, 0) == a && word(&want, 8) == b {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Is the current task one we trace?
 #[inline(always)]
 pub fn traced(pid_tgid: u64) -> bool {
@@ -35,7 +69,11 @@ pub fn traced(pid_tgid: u64) -> bool {
     if tgid == config_u32(&CONFIG.self_tgid) {
         return false;
     }
-    if config_u32(&CONFIG.filter_mode) == filter::PIDS && !pid_listed(tgid) {
+    let mode = config_u32(&CONFIG.filter_mode);
+    if mode == filter::PIDS && !pid_listed(tgid) {
+        return false;
+    }
+    if mode == filter::COMMS && !comm_listed() {
         return false;
     }
     // SAFETY: reading a global.

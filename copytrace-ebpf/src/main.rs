@@ -19,7 +19,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use copytrace_common::{
-    Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, UringReq, counter,
+    Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, TaskInfo, UringReq, counter,
 };
 
 // Shared machinery: who and when counts, stats rows, entry/return pairing.
@@ -47,6 +47,13 @@ static CONFIG: Config = Config::ZERO;
 
 #[map]
 static STATS: PerCpuHashMap<StatKey, Stats> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// The name and cgroup of each thread with stats rows, captured when its first row is created
+/// (the exporter names rows of threads that exited before it read them). User space removes
+/// an entry when it reaps the thread's rows; a full map costs only the name (user space then
+/// reads /proc).
+#[map]
+static TASKS: HashMap<u32, TaskInfo> = HashMap::with_max_entries(16384, 0);
 
 /// Traced threads: their tracked system call in flight, or their state between calls, keyed
 /// by pid_tgid. An entry lives from the thread's first tracked call (or exit) after attach

@@ -2,11 +2,14 @@
 //! that adds to a row of the `STATS` map.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
 };
-use copytrace_common::{StatKey, TpOffsets, counter, hist_bucket};
+use copytrace_common::{StatKey, TaskInfo, TpOffsets, counter, hist_bucket};
 
-use crate::{CONFIG, COUNTERS, STATS, ZERO};
+use crate::{CONFIG, COUNTERS, STATS, TASKS, ZERO};
 
 #[inline(always)]
 pub fn config_u32(field: &u32) -> u32 {
@@ -53,6 +56,7 @@ pub fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u6
             let Some(zero) = ZERO.get_ptr(0) else {
                 return;
             };
+            remember_task(key.tid);
             // SAFETY: `zero` points at a map value of type Stats. EEXIST (another CPU won the
             // race to create the row) is fine: the lookup below finds it. Passing the reference
             // (not `*zero`) keeps the 288-byte value off the BPF stack.
@@ -79,6 +83,22 @@ pub fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u6
             (*p).hist[hist_bucket(ns)] += 1;
         }
     }
+}
+
+/// Name the thread of a new row while it is the current task (rows written on behalf of
+/// another thread, such as off-CPU time at switch-in, are named later from /proc). Runs only
+/// when a row is created, never per event.
+#[inline(always)]
+fn remember_task(tid: u32) {
+    if tid == 0 || bpf_get_current_pid_tgid() as u32 != tid {
+        return;
+    }
+    let info = TaskInfo {
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        // SAFETY: helper without preconditions.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+    };
+    let _ = TASKS.insert(tid, info, BPF_NOEXIST as u64);
 }
 
 #[inline(always)]

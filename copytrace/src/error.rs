@@ -57,6 +57,10 @@ pub enum Error {
     #[error("attaching eBPF programs: {0}")]
     Attach(String),
 
+    /// Options that cannot work together or cannot match anything.
+    #[error("{0}")]
+    Usage(String),
+
     #[error("no process with pid {0}")]
     NoSuchProcess(i32),
 

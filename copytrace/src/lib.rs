@@ -6,6 +6,7 @@ pub mod bench;
 pub mod counters;
 pub mod error;
 pub mod export;
+pub mod exporter;
 pub mod features;
 pub mod files;
 pub mod report;

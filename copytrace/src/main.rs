@@ -25,6 +25,8 @@ enum Command {
     Trace(cli::trace::Args),
     /// Benchmark two-copy, one-copy and zero-copy TCP senders over sizes and thread counts.
     Bench(cli::bench::Args),
+    /// Stay attached and serve the totals per process as OpenMetrics for Prometheus.
+    Exporter(cli::exporter::Args),
     /// Receiver for `copytrace bench --connect` from another host.
     Serve(cli::serve::Args),
     /// Figures, an HTML page and the study's analysis questions from a bench result file.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Probe(a) => cli::probe::run(a),
         Command::Trace(a) => cli::trace::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Exporter(a) => cli::exporter::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Report(a) => cli::report::run(a),
     };

@@ -22,6 +22,10 @@ pub const TEST: &[Need] = &[
         "ethtool",
         "turning an interface's offloads off in the nics topology test",
     ),
+    (
+        "prometheus",
+        "the real Prometheus server and promtool the exporter tests scrape with",
+    ),
 ];
 
 /// What `cargo xtask run` needs: the report's PNG figures have text.

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod exporter;
 pub mod probe;
 pub mod report;
 pub mod serve;

@@ -78,7 +78,7 @@ fn traced_cpu(pids: &[u32], command: bool) -> Option<u64> {
     }
 }
 
-fn cgroup_id(dir: &PathBuf) -> anyhow::Result<u64> {
+pub(super) fn cgroup_id(dir: &PathBuf) -> anyhow::Result<u64> {
     let md = std::fs::metadata(dir).with_context(|| format!("cgroup {}", dir.display()))?;
     if !md.is_dir() {
         bail!("cgroup {} is not a directory", dir.display());
@@ -173,6 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             0
         },
         floor: args.floor,
+        comms: Vec::new(),
     };
     let mut tracer = match Tracer::start(&opts) {
         Ok(t) => t,

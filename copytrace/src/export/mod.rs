@@ -21,6 +21,8 @@
 //! ```
 //! Bytes are bytes (pages for page pinning); times are ns; p50/p99 are upper bounds of the
 //! kernel's log2 histogram buckets.
+pub mod openmetrics;
+
 use std::{collections::BTreeMap, io};
 
 use copytrace_common::{SpanEvent, StatKey, Stats, aux, path, syscall};

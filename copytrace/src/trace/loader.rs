@@ -13,7 +13,8 @@ use aya::{
     maps::{Array, HashMap, MapData, RingBuf},
 };
 use copytrace_common::{
-    Config, InFlight, MAX_CONFIG_PIDS, SpanEvent, TpOffsets, filter, inflight, syscall,
+    COMM_LEN, Config, InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, SpanEvent, StatKey, Stats,
+    TaskInfo, TpOffsets, filter, inflight, syscall,
 };
 use log::debug;
 
@@ -55,6 +56,9 @@ pub struct TraceOptions {
     /// Attach empty programs to the planned hooks instead of the real ones: what the hooks
     /// alone cost (the floor `cargo xtask trace-overhead` measures against).
     pub floor: bool,
+    /// Only threads with one of these names (`comm`, at most [`MAX_CONFIG_COMMS`] of at most
+    /// 15 bytes); empty means any. Combines with `cgroup_id`, not with `pids`.
+    pub comms: Vec<String>,
 }
 
 impl Default for TraceOptions {
@@ -67,8 +71,30 @@ impl Default for TraceOptions {
             best_tier: Tier::Fentry,
             sample_every: 0,
             floor: false,
+            comms: Vec::new(),
         }
     }
+}
+
+/// The configured thread names as the kernel stores them (NUL-padded, 15 bytes at most).
+fn comm_config(comms: &[String]) -> Result<(u32, [[u8; COMM_LEN]; MAX_CONFIG_COMMS])> {
+    let mut out = [[0; COMM_LEN]; MAX_CONFIG_COMMS];
+    if comms.len() > MAX_CONFIG_COMMS {
+        return Err(Error::Usage(format!(
+            "at most {MAX_CONFIG_COMMS} thread names can be traced ({} given)",
+            comms.len()
+        )));
+    }
+    for (slot, c) in out.iter_mut().zip(comms) {
+        if c.is_empty() || c.len() >= COMM_LEN || c.contains('\0') {
+            return Err(Error::Usage(format!(
+                "thread name {c:?} cannot match: the kernel keeps names of 1 to {} bytes",
+                COMM_LEN - 1
+            )));
+        }
+        slot[..c.len()].copy_from_slice(c.as_bytes());
+    }
+    Ok((comms.len() as u32, out))
 }
 
 /// Read every offset the programs use from this kernel's format files and BTF.
@@ -220,12 +246,22 @@ impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Tracer> {
         require_root()?;
         let root = tracefs::ensure_mounted()?;
+        if !opts.pids.is_empty() && !opts.comms.is_empty() {
+            return Err(Error::Usage(
+                "trace either processes or thread names, not both".into(),
+            ));
+        }
+        let (n_comms, comms) = comm_config(&opts.comms)?;
         let config = Config {
-            filter_mode: if opts.pids.is_empty() {
-                filter::ALL
-            } else {
+            filter_mode: if !opts.pids.is_empty() {
                 filter::PIDS
+            } else if n_comms > 0 {
+                filter::COMMS
+            } else {
+                filter::ALL
             },
+            n_comms,
+            comms,
             follow_children: opts.follow_children as u32,
             cgroup_id: opts.cgroup_id,
             // 0 is never the tgid of a task that makes system calls.
@@ -244,7 +280,6 @@ impl Tracer {
             },
             pids_in_map: u32::from(opts.follow_children || opts.pids.len() > MAX_CONFIG_PIDS),
             offsets: read_offsets(&root)?,
-            ..Config::ZERO
         };
         let mut ebpf = load_object(&config)?;
         // Before anything is attached: the calibration times system calls. The floor is only
@@ -390,6 +425,24 @@ impl Tracer {
         }
     }
 
+    /// Names of the loaded programs.
+    pub fn program_names(&self) -> Vec<String> {
+        program_ids(&self.ebpf)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// The calibrated dispatch cost per event, per hook type (empty when not calibrated).
+    pub fn dispatch(&self) -> &[cost::Dispatch] {
+        &self.dispatch
+    }
+
+    /// Why there are no program statistics, if there are none.
+    pub fn stats_unavailable(&self) -> Option<String> {
+        self.sampler.as_ref().err().cloned()
+    }
+
     /// What the planner chose per path.
     pub fn decisions(&self) -> &[PathDecision] {
         &self.decisions
@@ -398,6 +451,42 @@ impl Tracer {
     /// Read the kernel-side totals so far.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Snapshot::read(&self.ebpf)
+    }
+
+    /// The names and cgroups the kernel captured for threads with rows, by tid.
+    pub fn tasks(&self) -> Result<std::collections::HashMap<u32, TaskInfo>> {
+        let m: HashMap<&MapData, u32, TaskInfo> = map_ref(&self.ebpf, "TASKS")?;
+        m.iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|source| Error::Map {
+                map: "TASKS".into(),
+                source,
+            })
+    }
+
+    /// Delete every stats row and the captured name of threads `tids`, which have exited:
+    /// nothing writes their rows any more, so what was read before this call is final.
+    /// Returns how many rows were deleted.
+    pub fn forget_threads(&mut self, tids: &std::collections::HashSet<u32>) -> Result<usize> {
+        if tids.is_empty() {
+            return Ok(0);
+        }
+        let mut stats: aya::maps::PerCpuHashMap<&mut MapData, StatKey, Stats> =
+            map_mut(&mut self.ebpf, "STATS")?;
+        let dead: Vec<StatKey> = stats
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| tids.contains(&k.tid))
+            .collect();
+        for k in &dead {
+            // A key already gone (another reaper does not exist) is not an error worth failing on.
+            let _ = stats.remove(k);
+        }
+        let mut tasks: HashMap<&mut MapData, u32, TaskInfo> = map_mut(&mut self.ebpf, "TASKS")?;
+        for tid in tids {
+            let _ = tasks.remove(tid);
+        }
+        Ok(dead.len())
     }
 
     /// Move sampled spans from the ring buffer into `out`.

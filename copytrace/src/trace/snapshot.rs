@@ -233,6 +233,15 @@ impl Snapshot {
 
     /// Per-syscall summaries (all traced threads merged).
     pub fn syscalls(&self) -> Vec<Summary> {
+        self.syscall_stats()
+            .into_iter()
+            .map(|(name, family, s)| Summary::new(name, family, s))
+            .collect()
+    }
+
+    /// Per-syscall totals with their whole histograms: (name, family, stats). System calls by
+    /// number (MSG_ZEROCOPY ones apart), then io_uring requests by opcode.
+    pub fn syscall_stats(&self) -> Vec<(String, &'static str, Stats)> {
         self.by_op(path::SYSCALL)
             .into_iter()
             .map(|((op, bits), s)| {
@@ -244,7 +253,7 @@ impl Snapshot {
                 if bits & aux::ZEROCOPY_REQUESTED != 0 {
                     label.push_str(" +MSG_ZEROCOPY");
                 }
-                Summary::new(label, family_name(aux::family(bits)), s)
+                (label, family_name(aux::family(bits)), s)
             })
             .chain(
                 self.by_op(path::URING_SEND)
@@ -255,7 +264,7 @@ impl Snapshot {
                             .copied()
                             .unwrap_or("io_uring ?");
                         // The io_uring tracepoints do not name the socket's family.
-                        Summary::new(label.to_string(), "-", s)
+                        (label.to_string(), "-", s)
                     }),
             )
             .collect()
