@@ -66,6 +66,42 @@ fn missing_command_is_one_clear_error() {
     assert_one_error_line(&o, "cannot run /nonexistent/copytrace-test-cmd");
 }
 
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn exporter_bad_input_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let with_port = |a: &[&'static str]| {
+        let mut v = a.to_vec();
+        v.extend(["--listen", "127.0.0.1:0"]);
+        v
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            with_port(&["--comm", "a-name-of-16-byte"]),
+            "the kernel keeps names of 1 to 15 bytes",
+        ),
+        (
+            with_port(&["--max-series", "10"]),
+            "leaves no room for processes",
+        ),
+        (
+            with_port(&["--interval", "0s"]),
+            "--interval must be greater than zero",
+        ),
+        (
+            with_port(&["--cgroup", "/nonexistent/cg"]),
+            "cgroup /nonexistent/cg",
+        ),
+        (vec!["--listen", busy.as_str()], "cannot listen on"),
+    ];
+    for (args, says) in cases {
+        let o = run(copytrace().arg("exporter").args(&args));
+        assert_one_error_line(&o, says);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+    }
+}
+
 /// The acceptance example: a Python child sends 1,000,000 bytes; the table says so.
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]

@@ -154,6 +154,49 @@ impl Prometheus {
     }
 }
 
+/// Every query of the Grafana dashboard in the repository runs on the real server, names
+/// only metrics the exporter has, and the copied-bytes one has the sender.
+fn dashboard_queries_work(prom: &Prometheus) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/grafana-dashboard.json"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(exprs.len(), 3, "the README's three queries");
+    for e in &exprs {
+        for name in e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("copytrace_"))
+        {
+            assert!(
+                !prom.query(&format!("count({name})")).is_empty(),
+                "{name} (in {e}) is not a metric the exporter has"
+            );
+        }
+        let mut r = prom.query(e);
+        // A rate needs two scrapes of the series.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while e.contains("user_kernel_copy") && r.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+            r = prom.query(e);
+        }
+        if e.contains("user_kernel_copy") {
+            assert!(
+                r.iter().any(|(l, _)| l["process"] == "ctx-send"),
+                "{e}: {r:?}"
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn prometheus_stores_exactly_the_bytes_a_child_sent() {
@@ -216,6 +259,7 @@ fn prometheus_stores_exactly_the_bytes_a_child_sent() {
         );
     }
     assert_eq!(prom.query("copytrace_build_info").len(), 1);
+    dashboard_queries_work(&prom);
 
     // promtool accepts the page in the classic format (it does not parse OpenMetrics), and
     // Prometheus, which asks for OpenMetrics, got that.

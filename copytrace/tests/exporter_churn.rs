@@ -108,9 +108,7 @@ fn receiver() -> (u16, Arc<AtomicU64>) {
 }
 
 fn series_on(page: &str) -> usize {
-    page.lines()
-        .filter(|l| l.starts_with("copytrace_"))
-        .count()
+    page.lines().filter(|l| l.starts_with("copytrace_")).count()
 }
 
 #[test]
@@ -119,12 +117,7 @@ fn churn_of_5000_processes_stays_bounded_and_exact() {
     let cg = Cgroup::new();
     let (port, received) = receiver();
     let max = MAX_SERIES.to_string();
-    let exp = Exporter::start(&[
-        "--cgroup",
-        cg.0.to_str().unwrap(),
-        "--max-series",
-        &max,
-    ]);
+    let exp = Exporter::start(&["--cgroup", cg.0.to_str().unwrap(), "--max-series", &max]);
     let mut parent = Command::new("python3")
         .args([
             "-c",
@@ -147,7 +140,10 @@ fn churn_of_5000_processes_stays_bounded_and_exact() {
         if let Some(st) = parent.try_wait().unwrap() {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(170), "bounded: ≤ 3 min");
+        assert!(
+            start.elapsed() < Duration::from_secs(170),
+            "bounded: ≤ 3 min"
+        );
         std::thread::sleep(Duration::from_secs(1));
     };
     assert!(status.success(), "every child sent its bytes: {status:?}");
@@ -163,20 +159,48 @@ fn churn_of_5000_processes_stays_bounded_and_exact() {
     while received.load(Ordering::SeqCst) < sent && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(received.load(Ordering::SeqCst), sent, "the receiver's count");
-    let counted = sum(&s, "copytrace_syscall_bytes_total", &[("syscall", "sendto")])
-        + sum(&s, "copytrace_syscall_bytes_total", &[("syscall", "write")]);
-    assert_eq!(counted as u64, sent, "bytes over all series, folded ones included");
-    assert_eq!(sum(&s, "copytrace_lost_events_total", &[]), 0.0, "nothing lost");
-    assert!(most <= MAX_SERIES, "{most} series on a page, max {MAX_SERIES}");
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        sent,
+        "the receiver's count"
+    );
+    let counted = sum(
+        &s,
+        "copytrace_syscall_bytes_total",
+        &[("syscall", "sendto")],
+    ) + sum(&s, "copytrace_syscall_bytes_total", &[("syscall", "write")]);
+    assert_eq!(
+        counted as u64, sent,
+        "bytes over all series, folded ones included"
+    );
+    assert_eq!(
+        sum(&s, "copytrace_lost_events_total", &[]),
+        0.0,
+        "nothing lost"
+    );
+    assert!(
+        most <= MAX_SERIES,
+        "{most} series on a page, max {MAX_SERIES}"
+    );
     assert_eq!(sum(&s, "copytrace_series", &[]) as usize, series_on(&page));
     // Both sides of the cap.
     let own = s
         .iter()
-        .filter(|x| x.labels.get("process").is_some_and(|p| p.starts_with("churn")))
+        .filter(|x| {
+            x.labels
+                .get("process")
+                .is_some_and(|p| p.starts_with("churn"))
+        })
         .count();
-    let folded = sum(&s, "copytrace_syscall_bytes_total", &[("process", "(other processes)")]);
-    assert!(own > 0 && folded > 0.0, "own series {own}, folded bytes {folded}");
+    let folded = sum(
+        &s,
+        "copytrace_syscall_bytes_total",
+        &[("process", "(other processes)")],
+    );
+    assert!(
+        own > 0 && folded > 0.0,
+        "own series {own}, folded bytes {folded}"
+    );
     assert!(sum(&s, "copytrace_folded_threads_total", &[]) >= (CHILDREN - 100) as f64);
     // Every child's thread was reaped (and the parent, a python process in the cgroup,
     // made no socket calls).
