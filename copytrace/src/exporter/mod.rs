@@ -193,11 +193,6 @@ impl Exporter {
         m.stats_note = self.tracer.stats_unavailable();
         m
     }
-
-    /// Detach everything (also what dropping the exporter does).
-    pub fn into_tracer(self) -> Tracer {
-        self.tracer
-    }
 }
 
 /// Add one row to a label's snapshot. Thread ids are kept: the breakdown tells attributed

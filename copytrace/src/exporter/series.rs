@@ -401,6 +401,71 @@ mod tests {
     }
 
     #[test]
+    fn completions_split_into_copied_and_not_copied_where_a_tier_sees_them() {
+        use copytrace_common::{StatKey, completion, path};
+
+        use crate::trace::planner::names;
+        let row = |op, aux, n| {
+            let k = StatKey {
+                tgid: 7,
+                tid: 7,
+                path: path::ZC_COMPLETION,
+                op,
+                aux,
+            };
+            let v = Stats {
+                count: n,
+                ..Stats::ZERO
+            };
+            (k, v)
+        };
+        let mut snap = Snapshot::default();
+        // MSG_ZEROCOPY: aux is the callback's `success`; SEND_ZC: "sent by reference".
+        for (k, v) in [
+            row(completion::SOCKET, 1, 3),
+            row(completion::SOCKET, 0, 2),
+            row(completion::IO_URING, 0, 4),
+            row(completion::IO_URING, 1, 6),
+        ] {
+            snap.rows.insert(k, v);
+        }
+        let decide = |path: &str, tier| PathDecision {
+            path: path.to_string(),
+            tier,
+            target: None,
+            attempts: Vec::new(),
+            note: None,
+        };
+        let got = |decisions: &[PathDecision]| -> Vec<(String, String, u64)> {
+            project("p", &snap, decisions)
+                .into_iter()
+                .filter(|(k, _)| k.family == Family::ZerocopyCompletions)
+                .map(|(k, v)| (k.labels[0].clone(), k.labels[1].clone(), v.count()))
+                .collect()
+        };
+        let seen = [
+            decide(names::COMPLETIONS, Tier::Fentry),
+            decide(names::URING, Tier::Tracepoint),
+        ];
+        let mut g = got(&seen);
+        g.sort();
+        let want = [
+            ("copied", "io_uring", 4),
+            ("copied", "msg_zerocopy", 2),
+            ("not_copied", "io_uring", 6),
+            ("not_copied", "msg_zerocopy", 3),
+        ]
+        .map(|(a, b, n)| (a.to_string(), b.to_string(), n));
+        assert_eq!(g, want);
+        // Where no tier sees completions, there are none (the info metric says why).
+        let unseen = [
+            decide(names::COMPLETIONS, Tier::Unavailable),
+            decide(names::URING, Tier::Unavailable),
+        ];
+        assert!(got(&unseen).is_empty());
+    }
+
+    #[test]
     fn histogram_buckets_are_exact_at_their_bounds() {
         let mut buckets = [0u64; HIST_BUCKETS];
         buckets[0] = 1; // 0 or 1 ns
