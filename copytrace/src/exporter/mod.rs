@@ -147,13 +147,13 @@ impl Exporter {
                 e.1.push(k.tid);
             }
         }
-        let decisions = self.tracer.decisions().to_vec();
+        let decisions = self.tracer.decisions();
         for (label, s) in &reaped {
-            self.ledger.carry(series::project(label, s, &decisions));
+            self.ledger.carry(series::project(label, s, decisions));
         }
         let groups: Vec<(Vec<u32>, series::Series)> = live
             .iter()
-            .map(|(label, (s, tids))| (tids.clone(), series::project(label, s, &decisions)))
+            .map(|(label, (s, tids))| (tids.clone(), series::project(label, s, decisions)))
             .collect();
         let (tids, projected): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
         let (series, folded) = self.ledger.current(projected);
