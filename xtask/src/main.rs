@@ -62,11 +62,11 @@ enum Command {
     /// Boot a stock Debian kernel (kprobes, fentry) under QEMU TCG and run the guest-tier tests.
     VmTest {
         /// Which kernel to boot: debian-6.1, debian-6.12 (the newest 6.12 the package index
-        /// offers), or all (one after the other).
+        /// offers), or all (both guests at once, one host core each).
         #[arg(long, default_value = "debian-6.1")]
         kernel: String,
         /// Kill a hung guest after this many seconds.
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
     /// fmt check, clippy -D warnings, unit tests and the root eBPF integration tests.

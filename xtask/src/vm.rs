@@ -10,6 +10,7 @@
 //!
 //! Everything downloaded or built is cached under `target/vm/`.
 use std::{
+    fmt::Write as _,
     fs,
     io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
@@ -344,17 +345,13 @@ fn which_busybox() -> anyhow::Result<PathBuf> {
 }
 
 /// Build the test binaries on the host and return (target name, executable) pairs.
+///
+/// The same build as `cargo xtask test`'s (`--workspace`): selecting one package would resolve
+/// features differently and rebuild everything, the eBPF objects included (45 s in CI).
 fn build_tests(env: &BuildEnv) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let out = cmd::output(
         env.command("cargo")
-            .args([
-                "test",
-                "--package",
-                "copytrace",
-                "--tests",
-                "--no-run",
-                "--message-format=json",
-            ])
+            .args(["test", "--workspace", "--no-run", "--message-format=json"])
             .current_dir(cmd::workspace_root())
             .stderr(Stdio::inherit()),
     )?;
@@ -388,6 +385,14 @@ fn guest_script(
         ws.display(),
         out.display()
     ));
+    // The tests' scratch directory (CARGO_TARGET_TMPDIR, compiled in) is the guest's own: two
+    // guests booted at once would otherwise write the same files. The bind mount is private
+    // to this guest; the host finds the files under the guest's results.
+    let scratch = cmd::target_dir().join("tmp");
+    s.push_str(&format!(
+        "mkdir -p \"$OUT/tmp\" '{0}'\nmount --bind \"$OUT/tmp\" '{0}' || RC=1\n",
+        scratch.display()
+    ));
     s.push_str(&format!(
         "'{}' probe --json > \"$OUT/probe-guest.json\" 2> \"$OUT/probe-guest.err\" || RC=1\n",
         copytrace.display()
@@ -402,7 +407,7 @@ fn guest_script(
             .find(|(n, _)| n == name)
             .with_context(|| format!("test target {name} was not built"))?;
         s.push_str(&format!(
-            "echo \"COPYTRACE-VM: test {name}\"\n'{}' --include-ignored --test-threads=1 {filter} > \"$OUT/{name}.log\" 2>&1\nR=$?; echo \"$R\" > \"$OUT/{name}.rc\"; [ $R -eq 0 ] || RC=1\ntail -n 3 \"$OUT/{name}.log\"\n",
+            "echo \"COPYTRACE-VM: test {name}\"; T0=$(cut -d. -f1 /proc/uptime)\n'{}' --include-ignored --test-threads=1 {filter} > \"$OUT/{name}.log\" 2>&1\nR=$?; echo \"$R\" > \"$OUT/{name}.rc\"; [ $R -eq 0 ] || RC=1\ntail -n 3 \"$OUT/{name}.log\"\necho \"COPYTRACE-VM: test {name} took $(( $(cut -d. -f1 /proc/uptime) - T0 )) s\"\n",
             exe.display()
         ));
     }
@@ -433,6 +438,7 @@ enum Boot {
 const WEDGED: [&str; 2] = ["soft lockup - CPU#", "self-detected stall on CPU"];
 
 fn boot(
+    label: &str,
     k: &Kernel,
     initramfs: &Path,
     script: &Path,
@@ -495,7 +501,7 @@ fn boot(
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     eprintln!(
-        "xtask: vm-test: booting {} under QEMU TCG (timeout {timeout:?})",
+        "xtask: vm-test: {label}: booting {} under QEMU TCG (timeout {timeout:?})",
         k.vmlinux.display()
     );
     let started = Instant::now();
@@ -511,13 +517,15 @@ fn boot(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
-                println!("guest| {line}");
+                println!("{label}| {line}");
                 writeln!(logf, "{line}")?;
                 if WEDGED.iter().any(|w| line.contains(w)) {
                     let _ = child.kill();
                     let _ = child.wait();
                     let _ = reader.join();
-                    eprintln!("xtask: vm-test: the guest kernel is wedged ({line}); killed");
+                    eprintln!(
+                        "xtask: vm-test: {label}: the guest kernel is wedged ({line}); killed"
+                    );
                     return Ok(Boot::Wedged);
                 }
             }
@@ -528,22 +536,22 @@ fn boot(
             let _ = child.kill();
             let _ = child.wait();
             let _ = reader.join();
-            eprintln!("xtask: vm-test: guest hung: killed after {timeout:?}");
+            eprintln!("xtask: vm-test: {label}: guest hung: killed after {timeout:?}");
             return Ok(Boot::Hung);
         }
     }
     let status = child.wait()?;
     let _ = reader.join();
     eprintln!(
-        "xtask: vm-test: guest finished in {:.1} s ({status})",
+        "xtask: vm-test: {label}: guest finished in {:.1} s ({status})",
         started.elapsed().as_secs_f64()
     );
     Ok(Boot::Finished)
 }
 
 /// The host's and the guest's planner decisions must cover the same paths and differ only in
-/// tiers (and whatever follows from them); print the comparison.
-fn compare_probes(host: &Path, guest: &Path) -> anyhow::Result<bool> {
+/// tiers (and whatever follows from them); the comparison goes to `report`.
+fn compare_probes(host: &Path, guest: &Path, report: &mut String) -> anyhow::Result<bool> {
     let load = |p: &Path| -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::from_slice(
             &fs::read(p).with_context(|| format!("reading {}", p.display()))?,
@@ -566,11 +574,12 @@ fn compare_probes(host: &Path, guest: &Path) -> anyhow::Result<bool> {
             .unwrap_or_default()
     };
     let (hp, gp) = (paths(&h), paths(&g));
-    println!(
+    let _ = writeln!(
+        report,
         "vm-test: planner tiers, host kernel {} vs guest kernel {}",
         h["kernel"], g["kernel"]
     );
-    println!("  {:<24} {:<12} {:<12}", "path", "host", "guest");
+    let _ = writeln!(report, "  {:<24} {:<12} {:<12}", "path", "host", "guest");
     let mut differ = 0;
     for ((hn, ht), (_, gt)) in hp.iter().zip(&gp) {
         let mark = if ht != gt {
@@ -579,26 +588,34 @@ fn compare_probes(host: &Path, guest: &Path) -> anyhow::Result<bool> {
         } else {
             ""
         };
-        println!("  {hn:<24} {ht:<12} {gt:<12}{mark}");
+        let _ = writeln!(report, "  {hn:<24} {ht:<12} {gt:<12}{mark}");
     }
     let same_paths = hp.iter().map(|p| &p.0).eq(gp.iter().map(|p| &p.0));
     if !same_paths {
-        eprintln!("xtask: vm-test: host and guest report different path lists");
+        let _ = writeln!(
+            report,
+            "xtask: vm-test: host and guest report different path lists"
+        );
     }
     if differ == 0 {
-        eprintln!("xtask: vm-test: no tier differs between host and guest");
+        let _ = writeln!(
+            report,
+            "xtask: vm-test: no tier differs between host and guest"
+        );
     }
     Ok(same_paths && differ > 0)
 }
 
 /// `copytrace trace` in the guest: the 1,000,000 bytes are there, seen through probe tiers.
-fn check_guest_trace(path: &Path) -> bool {
-    let Ok(text) = fs::read(path) else {
-        eprintln!("xtask: vm-test: the guest wrote no trace");
-        return false;
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
-        eprintln!("xtask: vm-test: the guest trace is not JSON");
+fn check_guest_trace(path: &Path, report: &mut String) -> bool {
+    let Some(v) = fs::read(path)
+        .ok()
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+    else {
+        let _ = writeln!(
+            report,
+            "xtask: vm-test: the guest wrote no trace (or not JSON)"
+        );
         return false;
     };
     let sent: u64 = v["syscalls"]
@@ -615,7 +632,8 @@ fn check_guest_trace(path: &Path) -> bool {
     let copy = paths.iter().find(|p| p["path"] == "user→kernel copy");
     let copy_tier = copy.and_then(|p| p["tier"].as_str()).unwrap_or("?");
     let copied = copy.and_then(|p| p["bytes"].as_u64()).unwrap_or(0);
-    println!(
+    let _ = writeln!(
+        report,
         "vm-test: guest `copytrace trace` of a 1,000,000-byte sender: sendto/sendmsg bytes \
          {sent}, user→kernel copy {copied} bytes via {copy_tier}"
     );
@@ -635,8 +653,33 @@ fn exclusive() -> anyhow::Result<fs::File> {
     Ok(f)
 }
 
-/// The kernels `--kernel all` boots, one after the other.
+/// The kernels `--kernel all` boots.
 const KERNELS: [&str; 2] = ["debian-6.1", "debian-6.12"];
+
+/// One kernel, ready to boot.
+struct Guest {
+    spec: String,
+    kernel: Kernel,
+    initramfs: PathBuf,
+}
+
+/// What the host hands every guest: the test binaries, copytrace, and the host's own planner
+/// decisions to compare with.
+struct Payload {
+    bins: Vec<(String, PathBuf)>,
+    copytrace: PathBuf,
+    host_probe: String,
+    timeout: Duration,
+}
+
+/// How one guest's run ended.
+struct Outcome {
+    ok: bool,
+    secs: f64,
+    /// Test summaries and checks, printed once the guest is done (guests run at once; their
+    /// serial lines stream live, labelled).
+    report: String,
+}
 
 pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
     let _lock = exclusive()?;
@@ -645,57 +688,87 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
         "all" => KERNELS.to_vec(),
         one => vec![one],
     };
-    let mut results = Vec::new();
-    for spec in &specs {
-        let started = Instant::now();
-        let ok = run_kernel(env, spec, args.timeout)?;
-        results.push((spec, ok, started.elapsed().as_secs_f64()));
+    // Downloads and images one after the other (apt, depmod) ...
+    let guests = specs
+        .iter()
+        .map(|spec| {
+            let kernel = prepare_kernel(spec)?;
+            let initramfs = build_initramfs(&kernel)?;
+            Ok(Guest {
+                spec: spec.to_string(),
+                kernel,
+                initramfs,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let copytrace = cmd::target_dir().join("debug/copytrace");
+    let payload = Payload {
+        bins: build_tests(env)?,
+        host_probe: cmd::output(crate::tasks::as_root(env, &copytrace).args(["probe", "--json"]))?,
+        copytrace,
+        timeout: args.timeout,
+    };
+    // ... then the boots at once: single-threaded TCG runs a guest's vCPUs on one host thread,
+    // so two guests use two host cores in the time of one.
+    let outcomes = std::thread::scope(|scope| {
+        let runs: Vec<_> = guests
+            .iter()
+            .map(|g| scope.spawn(|| run_guest(g, &payload)))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("a vm-test thread panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut all_ok = true;
+    let mut verdicts = Vec::new();
+    for (g, outcome) in guests.iter().zip(outcomes) {
+        let o = outcome.with_context(|| format!("vm-test {}", g.spec))?;
+        print!("{}", o.report);
+        all_ok &= o.ok;
+        verdicts.push(format!(
+            "vm-test: {} ({}): {} in {:.0} s",
+            g.spec,
+            g.kernel.version,
+            if o.ok { "PASSED" } else { "FAILED" },
+            o.secs
+        ));
     }
-    if specs.len() > 1 {
-        for (spec, ok, secs) in &results {
-            println!(
-                "vm-test: {spec}: {} in {secs:.0} s",
-                if *ok { "PASSED" } else { "FAILED" }
-            );
-        }
+    for v in &verdicts {
+        println!("{v}");
     }
-    Ok(if results.iter().all(|r| r.1) {
+    Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-/// Boot one kernel and run the guest tests in it; whether everything passed.
-fn run_kernel(env: &BuildEnv, spec: &str, timeout: Duration) -> anyhow::Result<bool> {
+/// Boot one guest, let it run the tests, read what it wrote.
+fn run_guest(g: &Guest, p: &Payload) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let kernel = prepare_kernel(spec)?;
-    let initramfs = build_initramfs(&kernel)?;
-    let bins = build_tests(env)?;
-    let copytrace = cmd::target_dir().join("debug/copytrace");
-    let out = vm_dir().join("out").join(spec);
-    // The host's view, for the comparison.
-    let host_probe = cmd::output(crate::tasks::as_root(env, &copytrace).args(["probe", "--json"]))?;
+    let out = vm_dir().join("out").join(&g.spec);
+    let label = g.spec.strip_prefix("debian-").unwrap_or(&g.spec);
     let mut finished = false;
     for attempt in 1..=2 {
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out)?;
-        fs::write(out.join("probe-host.json"), &host_probe)?;
+        fs::write(out.join("probe-host.json"), &p.host_probe)?;
         let script = out.join("run.sh");
-        fs::write(&script, guest_script(&out, &bins, &copytrace)?)?;
+        fs::write(&script, guest_script(&out, &p.bins, &p.copytrace)?)?;
         match boot(
-            &kernel,
-            &initramfs,
+            label,
+            &g.kernel,
+            &g.initramfs,
             &script,
             &out.join("serial.log"),
-            timeout,
+            p.timeout,
         )? {
             Boot::Finished => {
                 finished = true;
                 break;
             }
             Boot::Wedged if attempt == 1 => {
-                eprintln!("xtask: vm-test: retrying once with a fresh boot");
+                eprintln!("xtask: vm-test: {label}: retrying once with a fresh boot");
             }
             Boot::Wedged | Boot::Hung => break,
         }
@@ -704,6 +777,7 @@ fn run_kernel(env: &BuildEnv, spec: &str, timeout: Duration) -> anyhow::Result<b
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
     let mut ok = finished && rc == Some(0);
+    let mut report = format!("=== vm-test: {} ({}) ===\n", g.spec, g.kernel.version);
     for (name, _) in GUEST_TESTS {
         let trc = fs::read_to_string(out.join(format!("{name}.rc"))).unwrap_or_default();
         let log = fs::read_to_string(out.join(format!("{name}.log"))).unwrap_or_default();
@@ -712,26 +786,28 @@ fn run_kernel(env: &BuildEnv, spec: &str, timeout: Duration) -> anyhow::Result<b
             .filter(|l| l.starts_with("test ") || l.starts_with("test result"))
             .collect::<Vec<_>>()
             .join("\n  ");
-        println!("vm-test: {name} (rc {}):\n  {summary}", trc.trim());
+        let _ = writeln!(report, "vm-test: {name} (rc {}):\n  {summary}", trc.trim());
         // A test whose status the guest never wrote did not pass.
         ok &= trc.trim() == "0";
         if trc.trim() != "0" {
-            println!("--- {name}.log ---\n{log}");
+            let _ = writeln!(report, "--- {name}.log ---\n{log}");
         }
     }
-    ok &= check_guest_trace(&out.join("trace-guest.json"));
+    ok &= check_guest_trace(&out.join("trace-guest.json"), &mut report);
     if out.join("probe-guest.json").exists() {
-        ok &= compare_probes(&out.join("probe-host.json"), &out.join("probe-guest.json"))?;
+        ok &= compare_probes(
+            &out.join("probe-host.json"),
+            &out.join("probe-guest.json"),
+            &mut report,
+        )?;
     } else {
-        eprintln!("xtask: vm-test: the guest wrote no probe report");
+        let _ = writeln!(report, "xtask: vm-test: the guest wrote no probe report");
         ok = false;
     }
-    println!(
-        "vm-test: {spec} ({}): {} in {:.0} s (artifacts in {})",
-        kernel.version,
-        if ok { "PASSED" } else { "FAILED" },
-        started.elapsed().as_secs_f64(),
-        out.display()
-    );
-    Ok(ok)
+    let _ = writeln!(report, "vm-test: artifacts in {}", out.display());
+    Ok(Outcome {
+        ok,
+        secs: started.elapsed().as_secs_f64(),
+        report,
+    })
 }
