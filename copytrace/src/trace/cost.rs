@@ -275,17 +275,26 @@ impl TracerCost {
     }
 }
 
-/// Calls of a cheap system call per calibration sample.
-const CALLS: u32 = 40_000;
+/// How long one calibration sample calls `getppid()`: about 40,000 calls on the CI VM. A
+/// duration rather than a count of calls, so that an emulated guest (several µs per call)
+/// does not spend seconds per tracer on it.
+const SAMPLE: Duration = Duration::from_millis(6);
 
-/// Mean ns per `getppid()` over `CALLS` calls.
+/// Calls between two looks at the clock.
+const BATCH: u32 = 1_000;
+
+/// Mean ns per `getppid()` over at least `SAMPLE`.
 fn syscall_ns() -> f64 {
     let t = Instant::now();
-    for _ in 0..CALLS {
-        // SAFETY: no arguments, no effects.
-        unsafe { libc::getppid() };
+    let mut calls = 0u64;
+    while t.elapsed() < SAMPLE {
+        for _ in 0..BATCH {
+            // SAFETY: no arguments, no effects.
+            unsafe { libc::getppid() };
+        }
+        calls += u64::from(BATCH);
     }
-    t.elapsed().as_nanos() as f64 / CALLS as f64
+    t.elapsed().as_nanos() as f64 / calls as f64
 }
 
 /// The best of three interleaved timings with one hook attached and with two.

@@ -507,33 +507,58 @@ pub struct PathDecision {
     pub note: Option<String>,
 }
 
-/// What the kernel allows, learned once.
+/// What the kernel allows, learned once: of the functions the planner may probe, which exist
+/// and which ftrace can hook.
 pub struct KernelSymbols {
-    kallsyms: HashSet<String>,
-    /// `None` when available_filter_functions cannot be read (then we just try).
-    traceable: Option<HashSet<String>>,
+    /// Probe targets listed in /proc/kallsyms as text symbols; `None` when it cannot be read
+    /// (then we just try).
+    kallsyms: Option<HashSet<&'static str>>,
+    /// Probe targets listed in available_filter_functions; `None` when it cannot be read.
+    traceable: Option<HashSet<&'static str>>,
+}
+
+/// Every function name a probe candidate may attach to, sorted (for binary search).
+fn probe_targets() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = PATHS
+        .iter()
+        .flat_map(|p| p.candidates)
+        .filter(|c| matches!(c.tier, Tier::Fentry | Tier::Kprobe))
+        .flat_map(|c| c.targets.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The targets among `names` (each line's symbol, by `name_of`) — only those are kept: the
+/// files list 100,000+ symbols, and under emulation (the guest test bed) building a set of
+/// them all cost seconds per tracer.
+fn listed(
+    text: &str,
+    targets: &[&'static str],
+    name_of: impl Fn(&str) -> Option<&str>,
+) -> HashSet<&'static str> {
+    text.lines()
+        .filter_map(name_of)
+        .filter_map(|n| targets.binary_search(&n).ok().map(|i| targets[i]))
+        .collect()
 }
 
 impl KernelSymbols {
     pub fn read(tracefs_root: &Path) -> KernelSymbols {
-        let kallsyms = fs::read_to_string("/proc/kallsyms")
-            .map(|s| {
-                s.lines()
-                    .filter_map(|l| {
-                        let mut it = l.split_whitespace();
-                        let (_, ty, name) = (it.next()?, it.next()?, it.next()?);
-                        matches!(ty, "t" | "T").then(|| name.to_string())
-                    })
-                    .collect()
+        let targets = probe_targets();
+        // "ffffffff81000000 T name\t[module]": text symbols only.
+        let kallsyms = fs::read_to_string("/proc/kallsyms").ok().map(|s| {
+            listed(&s, &targets, |l| {
+                let (_, rest) = l.split_once(' ')?;
+                let (ty, name) = rest.split_once(' ')?;
+                matches!(ty, "t" | "T").then(|| name.split_once('\t').map_or(name, |n| n.0))
             })
-            .unwrap_or_default();
+        });
+        // "name" or "name [module]".
         let traceable = fs::read_to_string(tracefs_root.join("available_filter_functions"))
             .ok()
-            .map(|s| {
-                s.lines()
-                    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-                    .collect()
-            });
+            .map(|s| listed(&s, &targets, |l| l.split(' ').next()));
         KernelSymbols {
             kallsyms,
             traceable,
@@ -542,7 +567,10 @@ impl KernelSymbols {
 
     /// Why `f` cannot be probed, if we can tell without trying.
     fn unprobeable(&self, f: &str) -> Option<String> {
-        if !self.kallsyms.is_empty() && !self.kallsyms.contains(f) {
+        if let Some(k) = &self.kallsyms
+            && !k.is_empty()
+            && !k.contains(f)
+        {
             return Some(format!("{f} is not in /proc/kallsyms (inlined or absent)"));
         }
         if let Some(t) = &self.traceable
