@@ -3,13 +3,6 @@
 //! `cargo xtask vm-test` boots a stock Debian kernel under QEMU and runs these there; on a
 //! kernel without kprobes they fail at their first check (so `cargo xtask test` skips
 //! `guest_*`). Every number is checked against what the test itself sent.
-use std::{
-    io::Read,
-    net::{TcpListener, TcpStream},
-    os::fd::AsRawFd,
-    time::{Duration, Instant},
-};
-
 use copytrace::{
     bench::Mode,
     trace::{Breakdown, PathDecision, Snapshot, Tier, TraceOptions, Tracer},
@@ -17,12 +10,11 @@ use copytrace::{
 use copytrace_common::{aux, path, syscall};
 
 mod common;
+#[path = "common/workload.rs"]
+mod workload;
 
-use common::TierView;
+use workload::{PAGE, SEND_LEN, SENDS, Via, send_phase};
 
-const PAGE: usize = 4096;
-const SENDS: usize = 16;
-const SEND_LEN: usize = 64 * 1024;
 /// Paths that need a probe (no tracepoint shows them).
 const PROBED: [&str; 5] = [
     "tcp_sendmsg",
@@ -86,132 +78,6 @@ fn guest_planner_picks_probe_tiers() {
     }
 }
 
-/// A page-aligned buffer, so the pinned-page arithmetic is exact.
-struct Aligned {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Aligned {
-    fn new(len: usize) -> Aligned {
-        let layout = std::alloc::Layout::from_size_align(len, PAGE).unwrap();
-        // SAFETY: non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        Aligned { ptr, layout }
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: allocated above with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
-    }
-}
-
-/// Read zero-copy completions until `n` ids are done.
-fn wait_completions(fd: i32, n: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut done = 0;
-    while done < n {
-        assert!(Instant::now() < deadline, "only {done}/{n} completions");
-        let mut pfd = libc::pollfd {
-            fd,
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 100) };
-        loop {
-            let mut control = [0u64; 16];
-            // SAFETY: zeroed msghdr is valid.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control);
-            // SAFETY: valid fd and msghdr.
-            let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-            if r < 0 {
-                break;
-            }
-            // SAFETY: walking the control buffer the kernel filled.
-            let cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-            if !cm.is_null() {
-                // SAFETY: IP_RECVERR carries a sock_extended_err.
-                let ee: libc::sock_extended_err =
-                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast()) };
-                done += ee.ee_data - ee.ee_info + 1;
-            }
-        }
-    }
-}
-
-/// Send SENDS × SEND_LEN bytes from a page-aligned buffer, with or without MSG_ZEROCOPY.
-/// Bytes TCP retransmitted on `fd` (a retransmitted zero-copy skb is copied later again).
-fn bytes_retransmitted(fd: i32) -> u64 {
-    // SAFETY: a zeroed tcp_info is valid; the kernel fills up to `len` bytes.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: valid fd, buffer and length.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info.tcpi_bytes_retrans
-}
-
-/// Send the phase's bytes over loopback; returns (bytes received, bytes retransmitted).
-fn send_phase(zerocopy: bool) -> (u64, u64) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let rx = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                return total;
-            }
-            total += n as u64;
-        }
-    });
-    let s = TcpStream::connect(addr).unwrap();
-    let fd = s.as_raw_fd();
-    let buf = Aligned::new(SEND_LEN * SENDS);
-    if zerocopy {
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option.
-        let rc =
-            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, 60, (&one as *const i32).cast(), 4) };
-        assert_eq!(rc, 0, "SO_ZEROCOPY");
-    }
-    let flags = if zerocopy { libc::MSG_ZEROCOPY } else { 0 };
-    for i in 0..SENDS {
-        // SAFETY: the buffer outlives the sends and their completions.
-        let n = unsafe { libc::send(fd, buf.ptr.add(i * SEND_LEN).cast(), SEND_LEN, flags) };
-        assert_eq!(
-            n,
-            SEND_LEN as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if zerocopy {
-        wait_completions(fd, SENDS as u32);
-    }
-    let retransmitted = bytes_retransmitted(fd);
-    drop(s);
-    let got = rx.join().unwrap();
-    assert_eq!(got, (SENDS * SEND_LEN) as u64, "receiver ground truth");
-    (got, retransmitted)
-}
-
 fn phase_numbers(best: Tier) {
     let tracer = start(best);
     let decisions = tracer.decisions().to_vec();
@@ -220,7 +86,7 @@ fn phase_numbers(best: Tier) {
 
     // --- copying sends ------------------------------------------------------------------
     let s0 = tracer.snapshot().unwrap();
-    send_phase(false);
+    send_phase(Via::Send);
     let s1 = tracer.snapshot().unwrap();
     let d: Snapshot = s1.since(&s0);
     let b = Breakdown::compute(&d, &decisions);
@@ -238,7 +104,7 @@ fn phase_numbers(best: Tier) {
     assert_eq!(b.bytes_of("page pinning"), Some(0));
 
     // --- zero-copy sends -----------------------------------------------------------------
-    let (_, retransmitted) = send_phase(true);
+    let (_, retransmitted) = send_phase(Via::ZeroCopy);
     let s2 = tracer.snapshot().unwrap();
     let d = s2.since(&s1);
     let b = Breakdown::compute(&d, &decisions);
@@ -374,28 +240,22 @@ fn uring_zero_copy_on(r: &copytrace::bench::results::Record, on_wire: bool, what
     }
 }
 
-/// One workload, four tracers attached at once — capped at fentry, kprobe, raw tracepoint and
-/// classic tracepoint — so all of them see exactly the same events. Every path two tiers both measure must agree
-/// exactly; where the tracepoint tier derives a path, the derivation must equal what the
-/// probe tiers measure (the README's claim). Prints the four-way table.
+/// One workload — send, sendmsg with an iovec, MSG_ZEROCOPY, their receives, then sendfile,
+/// io_uring SEND and SEND_ZC from a child — and four tracers attached at once, capped at
+/// fentry, kprobe, raw tracepoint and classic tracepoint, so all of them see exactly the same
+/// events. Every path two tiers both measure must agree exactly; where the tracepoint tier
+/// derives a path, the derivation must equal what the probe tiers measure (the README's
+/// claim). Prints the four-way table.
 #[test]
 #[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
 fn guest_tiers_agree_on_one_workload() {
     require_probe_kernel();
-    let caps = [Tier::Fentry, Tier::Kprobe, Tier::RawTp, Tier::Tracepoint];
-    let tracers: Vec<Tracer> = caps.iter().map(|&t| start(t)).collect();
-    let before: Vec<Snapshot> = tracers.iter().map(|t| t.snapshot().unwrap()).collect();
-    send_phase(false);
-    send_phase(true);
-    // Late deferred copies and completions of the zero-copy phase land before the snapshots.
-    std::thread::sleep(Duration::from_millis(300));
-    let views: Vec<TierView> = tracers
-        .iter()
-        .zip(&before)
-        .zip(caps)
-        .map(|((t, b), cap)| TierView::of(cap, &t.snapshot().unwrap().since(b), t.decisions()))
-        .collect();
-    let failures = common::tiers_agree(&views);
+    let failures = workload::tiers_agree_on_one_workload(&[
+        Tier::Fentry,
+        Tier::Kprobe,
+        Tier::RawTp,
+        Tier::Tracepoint,
+    ]);
     assert!(
         failures.is_empty(),
         "tiers disagree:\n{}",

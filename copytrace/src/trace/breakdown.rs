@@ -51,6 +51,10 @@ pub struct Breakdown {
     pub lost_events: u64,
 }
 
+/// The send system calls' note where no tier sees the socket layer.
+const SOCKET_CALLS_ONLY: &str = "send, sendto and sendmsg only: write, writev and sendfile \
+     on sockets are told from file I/O by the socket layer, which no tier sees here";
+
 /// A derived path whose inputs this kernel's tiers cannot see: unavailable, and why.
 fn underivable(p: PathStat, derivable: bool) -> PathStat {
     if derivable || p.tier != Some(Tier::Derived) {
@@ -227,6 +231,11 @@ impl Breakdown {
                 p.bytes = None;
             }
         }
+        // write, writev and sendfile count only when the socket layer saw the call (they are
+        // file I/O otherwise): without a view of it, only the socket-only calls are here.
+        if !derivable && visible(names::SYSCALLS) {
+            paths[0].note = Some(SOCKET_CALLS_ONLY.to_string());
+        }
         Breakdown {
             paths,
             pin_requested_pages: visible(names::PINNING).then_some(requested.bytes),
@@ -288,5 +297,55 @@ impl Breakdown {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use copytrace_common::{StatKey, Stats};
+
+    use super::*;
+
+    fn decision(path: &str, tier: Tier) -> PathDecision {
+        PathDecision {
+            path: path.to_string(),
+            tier,
+            target: None,
+            attempts: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// The send calls say what they leave out exactly when no tier sees the socket layer
+    /// (Debian 6.1 capped at tracepoints), and say nothing where one does.
+    #[test]
+    fn send_calls_are_socket_calls_only_without_a_socket_layer() {
+        let mut snap = Snapshot::default();
+        let key = StatKey {
+            tgid: 7,
+            tid: 7,
+            path: path::SYSCALL,
+            op: syscall::SENDTO,
+            aux: 0,
+        };
+        let stats = Stats {
+            count: 2,
+            bytes: 128,
+            ..Stats::ZERO
+        };
+        snap.rows.insert(key, stats);
+        for (socket, note) in [
+            (Tier::Unavailable, Some(SOCKET_CALLS_ONLY)),
+            (Tier::Tracepoint, None),
+        ] {
+            let decisions = [
+                decision(names::SYSCALLS, Tier::Tracepoint),
+                decision(names::SOCKET_SEND, socket),
+            ];
+            let b = Breakdown::compute(&snap, &decisions);
+            let sends = b.path("syscalls (send)").unwrap();
+            assert_eq!((sends.calls, sends.bytes), (2, Some(128)));
+            assert_eq!(sends.note.as_deref(), note, "socket layer {socket:?}");
+        }
     }
 }
