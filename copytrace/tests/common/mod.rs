@@ -59,6 +59,28 @@ pub fn assert_byte_classes_add_up(records: &[Record]) -> usize {
     checked
 }
 
+/// `copytrace` arguments for a short untraced run of the sendfile and io_uring modes, up to
+/// `--json` (its file follows).
+#[allow(dead_code)] // used by the modes, guest_tier and tiers test binaries
+pub const NEW_MODES_BENCH: [&str; 16] = [
+    "bench",
+    "--no-trace",
+    "--modes",
+    "sendfile,uring-send,uring-send-zc",
+    "--patterns",
+    "stream",
+    "--sizes",
+    "64K",
+    "--threads",
+    "1",
+    "--duration",
+    "200ms",
+    "--warmup",
+    "50ms",
+    "--repeat",
+    "1",
+];
+
 /// `copytrace trace [--best-tier T] -- copytrace bench` of the sendfile and io_uring modes,
 /// then the trace's rows against what the benchmark counted on its own side: sendfile calls,
 /// io_uring requests and their bytes, exactly; one io_uring notification per SEND_ZC request.
@@ -77,22 +99,8 @@ pub fn trace_new_modes_from_outside(dir: &std::path::Path, best_tier: Option<&st
     let o = c
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_copytrace"))
-        .args([
-            "bench",
-            "--no-trace",
-            "--modes",
-            "sendfile,uring-send,uring-send-zc",
-        ])
-        .args(["--patterns", "stream", "--sizes", "64K", "--threads", "1"])
-        .args([
-            "--duration",
-            "200ms",
-            "--warmup",
-            "50ms",
-            "--repeat",
-            "1",
-            "--json",
-        ])
+        .args(NEW_MODES_BENCH)
+        .arg("--json")
         .arg(&bench)
         .output()
         .expect("copytrace runs");

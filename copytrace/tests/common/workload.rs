@@ -193,22 +193,8 @@ pub fn send_phase(via: Via) -> (u64, u64) {
 pub fn new_modes_child() {
     let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agreement-modes.json");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
-        .args([
-            "bench",
-            "--no-trace",
-            "--modes",
-            "sendfile,uring-send,uring-send-zc",
-        ])
-        .args(["--patterns", "stream", "--sizes", "64K", "--threads", "1"])
-        .args([
-            "--duration",
-            "200ms",
-            "--warmup",
-            "50ms",
-            "--repeat",
-            "1",
-            "--json",
-        ])
+        .args(crate::common::NEW_MODES_BENCH)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("copytrace runs");
