@@ -10,6 +10,8 @@ use copytrace::{
 use copytrace_common::{aux, path, syscall};
 
 mod common;
+#[path = "common/exporter.rs"]
+mod exporter;
 #[path = "common/workload.rs"]
 mod workload;
 
@@ -459,4 +461,125 @@ fn compare_wire_and_loopback(
         println!("{}: {}", side.label, q5.expect("Q5 answered").answer);
     }
     println!("comparison: {}", out.main.display());
+}
+
+/// `copytrace bench --no-trace` of MSG_ZEROCOPY streams, with `extra` arguments (a topology):
+/// the notifications the sender read, and how many ids they said were copied.
+fn zero_copy_bench(name: &str, extra: &[&str]) -> (u64, u64) {
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
+        .args([
+            "bench",
+            "--no-trace",
+            "--modes",
+            "zero-copy",
+            "--patterns",
+            "stream",
+        ])
+        .args(["--sizes", "64K", "--threads", "1", "--duration", "300ms"])
+        .args(["--warmup", "50ms", "--repeat", "1"])
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("copytrace runs");
+    assert!(
+        o.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc = copytrace::report::load(&json).expect("bench result");
+    let z = &doc.records[0]
+        .zerocopy
+        .as_ref()
+        .expect("zero-copy stats")
+        .stats;
+    (z.notifications, z.copied_ids)
+}
+
+/// The exporter's probe-tier series on a live kernel. MSG_ZEROCOPY completions count skb
+/// references released, each copied or not; the kernel calls a notification copied when any
+/// of its references was. So on the e1000 wire (nothing copied, by the kernel's own report)
+/// no reference may be copied, and over loopback (every notification copied) there must be at
+/// least one copied reference per notification. Zero-copy attach, deferred copies and pinning
+/// come from the fentry tier, never as zeros.
+#[test]
+#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
+fn guest_exporter_sees_completions_and_copies_on_both_sides() {
+    require_probe_kernel();
+    let ex = exporter::Exporter::start(&["--interval", "200ms"]);
+    let read = || {
+        // Three intervals: the last events are on the page.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        exporter::samples(&ex.page())
+    };
+    let completions = |s: &[exporter::Sample], result: &str| {
+        exporter::sum(
+            s,
+            "copytrace_zerocopy_completions_total",
+            &[("result", result), ("via", "msg_zerocopy")],
+        )
+    };
+    let path = |s: &[exporter::Sample], path: &str| {
+        let tier = s
+            .iter()
+            .find(|x| x.name == "copytrace_path_info" && x.labels["path"] == path)
+            .map(|x| x.labels["tier"].clone());
+        (
+            tier,
+            exporter::sum(s, "copytrace_path_bytes_total", &[("path", path)]),
+        )
+    };
+    let before = read();
+    let (wire_notes, wire_copied_ids) = zero_copy_bench(
+        "exporter-wire",
+        &["--topology", "nics", "--nics", "eth0,eth1"],
+    );
+    let wire = read();
+    let (lo_notes, lo_copied_ids) = zero_copy_bench("exporter-loopback", &[]);
+    let lo = read();
+    let delta = |a: &[exporter::Sample], b: &[exporter::Sample], r: &str| {
+        completions(b, r) - completions(a, r)
+    };
+    let (wire_copied, wire_not) = (
+        delta(&before, &wire, "copied"),
+        delta(&before, &wire, "not_copied"),
+    );
+    let (lo_copied, lo_not) = (delta(&wire, &lo, "copied"), delta(&wire, &lo, "not_copied"));
+    println!(
+        "exporter: references released on the wire {wire_not} not copied / {wire_copied} \
+         copied ({wire_notes} notifications, {wire_copied_ids} ids copied); over loopback \
+         {lo_not} not copied / {lo_copied} copied ({lo_notes} notifications, {lo_copied_ids} \
+         ids copied)"
+    );
+    assert!(wire_notes > 0 && lo_notes > 0 && lo_copied_ids > 0);
+    assert!(wire_not > 0.0, "no completions seen on the wire");
+    // A notification is copied exactly when one of its references was.
+    assert_eq!(
+        wire_copied == 0.0,
+        wire_copied_ids == 0,
+        "{wire_copied} copied references, {wire_copied_ids} ids copied on the wire"
+    );
+    assert!(
+        lo_copied >= lo_notes as f64,
+        "{lo_copied} copied references for {lo_notes} copied notifications"
+    );
+    // Attached and pinned on both; copied later only over loopback.
+    for (p, later_copy) in [
+        ("zero_copy_attach", false),
+        ("page_pinning", false),
+        ("deferred_copy", true),
+    ] {
+        let (tier, b0) = path(&before, p);
+        let (w, l) = (path(&wire, p).1 - b0, path(&lo, p).1 - path(&wire, p).1);
+        println!("exporter: {p} via {tier:?}: {w} on the wire, {l} over loopback");
+        assert_eq!(tier.as_deref(), Some("fentry"), "{p}");
+        assert!(l > 0.0, "{p}: nothing over loopback");
+        if later_copy {
+            assert!(w * 20.0 < l, "{p}: {w} on the wire");
+        } else {
+            assert!(w > 0.0, "{p}: nothing on the wire");
+        }
+    }
+    assert!(ex.stop().success());
 }

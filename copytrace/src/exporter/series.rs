@@ -81,7 +81,7 @@ impl Family {
             ),
             Family::ZerocopyCompletions => (
                 "copytrace_zerocopy_completions",
-                "MSG_ZEROCOPY completions and io_uring SEND_ZC notifications: result=\"copied\" when the kernel copied the data after all, \"not_copied\" when the device sent the pinned pages.",
+                "Zero-copy completions. via=\"io_uring\": one per SEND_ZC notification, result from its usage report. via=\"msg_zerocopy\": one per zero-copy skb reference released (msg_zerocopy_callback), result=\"copied\" when that reference's pages had been copied (skb_copy_ubufs); the kernel marks a notification SO_EE_CODE_ZEROCOPY_COPIED when any of its references was, so these are not notifications.",
                 ["result", "via"],
             ),
         }
@@ -236,8 +236,10 @@ fn completions(path_name: &str, snap: &Snapshot, emit: &mut dyn FnMut(&str, &str
         URING_NOTIFICATIONS => (completion::IO_URING, "io_uring", 0),
         _ => return,
     };
-    // MSG_ZEROCOPY: aux is the callback's `success` (false once the kernel copied the
-    // pages). SEND_ZC: aux is "sent by reference" (0 when the notification says copied).
+    // MSG_ZEROCOPY: aux is the callback's `success`, per skb reference released (false for
+    // one whose pages were copied); a notification covers several references and says
+    // "copied" when any of them was, so the count is of references, not notifications.
+    // SEND_ZC: aux is "sent by reference", per notification (0 when it says copied).
     for (result, copied) in [("copied", true), ("not_copied", false)] {
         let n = snap
             .sum(|k| {
