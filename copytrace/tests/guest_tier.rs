@@ -51,38 +51,36 @@ fn start(best: Tier) -> Tracer {
     .expect("tracer starts")
 }
 
-#[test]
-#[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
-fn guest_planner_picks_probe_tiers() {
-    require_probe_kernel();
-    for (best, allowed) in [
-        (Tier::Fentry, &[Tier::Fentry, Tier::Kprobe][..]),
-        (Tier::Kprobe, &[Tier::Kprobe][..]),
-    ] {
-        let t = start(best);
-        for p in PROBED {
-            let got = tier(t.decisions(), p);
-            assert!(allowed.contains(&got), "best {best:?}: {p} got {got:?}");
-        }
-        // Fentry is the best tier: with nothing refusing it, it must win where allowed.
-        if best == Tier::Fentry {
-            assert_eq!(tier(t.decisions(), "tcp_sendmsg"), Tier::Fentry);
-        }
-        // System calls have no probe tier; raw tracepoints beat classic ones.
-        assert_eq!(tier(t.decisions(), "syscalls"), Tier::RawTp);
-        println!(
-            "best {best:?}: {:?}",
-            t.decisions()
-                .iter()
-                .map(|d| format!("{}={}", d.path, d.tier.as_str()))
-                .collect::<Vec<_>>()
-        );
+/// The planner, capped at `best` on a kernel with every probe: the probed paths take a probe
+/// tier no better than the cap (fentry wins where allowed), system calls the raw tracepoints.
+fn assert_planner_picks(best: Tier, decisions: &[PathDecision]) {
+    let allowed = match best {
+        Tier::Fentry => &[Tier::Fentry, Tier::Kprobe][..],
+        _ => &[Tier::Kprobe][..],
+    };
+    for p in PROBED {
+        let got = tier(decisions, p);
+        assert!(allowed.contains(&got), "best {best:?}: {p} got {got:?}");
     }
+    // Fentry is the best tier: with nothing refusing it, it must win where allowed.
+    if best == Tier::Fentry {
+        assert_eq!(tier(decisions, "tcp_sendmsg"), Tier::Fentry);
+    }
+    // System calls have no probe tier; raw tracepoints beat classic ones.
+    assert_eq!(tier(decisions, "syscalls"), Tier::RawTp);
+    println!(
+        "best {best:?}: {:?}",
+        decisions
+            .iter()
+            .map(|d| format!("{}={}", d.path, d.tier.as_str()))
+            .collect::<Vec<_>>()
+    );
 }
 
 fn phase_numbers(best: Tier) {
     let tracer = start(best);
     let decisions = tracer.decisions().to_vec();
+    assert_planner_picks(best, &decisions);
     let total = (SENDS * SEND_LEN) as u64;
     let pages = total / PAGE as u64;
 
@@ -161,6 +159,8 @@ fn phase_numbers(best: Tier) {
     drop(tracer);
 }
 
+/// The planner picks fentry (kprobe where fentry fails), and that tier sees every copy,
+/// attach, pin and deferred copy of a copying and a zero-copy phase.
 #[test]
 #[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
 fn guest_fentry_tier_sees_copies_pins_and_deferred_copies() {
@@ -168,6 +168,7 @@ fn guest_fentry_tier_sees_copies_pins_and_deferred_copies() {
     phase_numbers(Tier::Fentry);
 }
 
+/// The same, capped at kprobe: every probed path on kprobes.
 #[test]
 #[ignore = "guest kernel only: run with `cargo xtask vm-test`"]
 fn guest_kprobe_tier_sees_copies_pins_and_deferred_copies() {
