@@ -530,8 +530,8 @@ fn probe_targets() -> Vec<&'static str> {
     v
 }
 
-/// The targets among `names` (each line's symbol, by `name_of`) — only those are kept: the
-/// files list 100,000+ symbols, and under emulation (the guest test bed) building a set of
+/// The `targets` that `text` lists (each line's symbol, by `name_of`). Only those are kept:
+/// the files list 100,000+ symbols, and under emulation (the guest test bed) building a set of
 /// them all cost seconds per tracer.
 fn listed(
     text: &str,
@@ -544,21 +544,27 @@ fn listed(
         .collect()
 }
 
+/// "ffffffff81000000 T name\t[module]": the name of a text symbol.
+fn kallsyms_text_symbol(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once(' ')?;
+    let (ty, name) = rest.split_once(' ')?;
+    matches!(ty, "t" | "T").then(|| name.split_once('\t').map_or(name, |n| n.0))
+}
+
+/// "name" or "name [module]": the function's name.
+fn filter_function(line: &str) -> Option<&str> {
+    line.split(' ').next()
+}
+
 impl KernelSymbols {
     pub fn read(tracefs_root: &Path) -> KernelSymbols {
         let targets = probe_targets();
-        // "ffffffff81000000 T name\t[module]": text symbols only.
-        let kallsyms = fs::read_to_string("/proc/kallsyms").ok().map(|s| {
-            listed(&s, &targets, |l| {
-                let (_, rest) = l.split_once(' ')?;
-                let (ty, name) = rest.split_once(' ')?;
-                matches!(ty, "t" | "T").then(|| name.split_once('\t').map_or(name, |n| n.0))
-            })
-        });
-        // "name" or "name [module]".
+        let kallsyms = fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .map(|s| listed(&s, &targets, kallsyms_text_symbol));
         let traceable = fs::read_to_string(tracefs_root.join("available_filter_functions"))
             .ok()
-            .map(|s| listed(&s, &targets, |l| l.split(' ').next()));
+            .map(|s| listed(&s, &targets, filter_function));
         KernelSymbols {
             kallsyms,
             traceable,
@@ -567,6 +573,7 @@ impl KernelSymbols {
 
     /// Why `f` cannot be probed, if we can tell without trying.
     fn unprobeable(&self, f: &str) -> Option<String> {
+        // A listing with none of the targets is not one we understand: then just try.
         if let Some(k) = &self.kallsyms
             && !k.is_empty()
             && !k.contains(f)
@@ -947,4 +954,30 @@ pub fn attach_paths(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only listed targets are kept: text symbols of the kernel and of modules; data symbols
+    /// and other functions are not.
+    #[test]
+    fn symbol_listings_keep_only_the_probe_targets() {
+        let targets = probe_targets();
+        assert!(targets.contains(&"tcp_sendmsg") && targets.contains(&"skb_copy_ubufs"));
+        let kallsyms = "ffffffff81000000 T tcp_sendmsg\n\
+                        ffffffff81000100 t skb_copy_ubufs\t[e1000]\n\
+                        ffffffff81000200 D tcp_sendpage\n\
+                        ffffffff81000300 T vfs_read\n";
+        let got = listed(kallsyms, &targets, kallsyms_text_symbol);
+        assert_eq!(
+            got,
+            HashSet::from(["tcp_sendmsg", "skb_copy_ubufs"]),
+            "a data symbol named like a target is not a function"
+        );
+        let filter = "tcp_sendmsg\nskb_copy_ubufs [e1000]\nvfs_read\n";
+        let got = listed(filter, &targets, filter_function);
+        assert_eq!(got, HashSet::from(["tcp_sendmsg", "skb_copy_ubufs"]));
+    }
 }
