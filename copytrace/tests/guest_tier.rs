@@ -266,36 +266,13 @@ fn guest_tiers_agree_on_one_workload() {
     );
 }
 
-/// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.
-fn guest_bench(
-    name: &str,
-    extra: &[&str],
-    modes: &str,
-) -> copytrace::bench::results::BenchDocument {
-    // In the shared workspace (target/tmp), so the host can read the guest's results.
-    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guest-{name}.json"));
+/// `copytrace bench ARGS --json target/tmp/NAME.json`, and its results.
+fn run_bench(name: &str, args: &[&str]) -> copytrace::bench::results::BenchDocument {
+    // In the guest's scratch directory, which the host reads as target/vm/out/<kernel>/tmp.
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
-        .args([
-            "bench",
-            "--trace",
-            "--patterns",
-            "stream",
-            "--sizes",
-            "64K,1M",
-            "--threads",
-        ])
-        .args([
-            "1",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--repeat",
-            "1",
-            "--modes",
-            modes,
-        ])
-        .args(extra)
+        .arg("bench")
+        .args(args)
         .arg("--json")
         .arg(&json)
         .output()
@@ -306,6 +283,19 @@ fn guest_bench(
         String::from_utf8_lossy(&o.stderr)
     );
     copytrace::report::load(&json).expect("bench result")
+}
+
+/// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.
+fn guest_bench(
+    name: &str,
+    extra: &[&str],
+    modes: &str,
+) -> copytrace::bench::results::BenchDocument {
+    let mut args = vec!["--trace", "--patterns", "stream", "--sizes", "64K,1M"];
+    args.extend(["--threads", "1", "--duration", "1s", "--warmup", "200ms"]);
+    args.extend(["--repeat", "1", "--modes", modes]);
+    args.extend(extra);
+    run_bench(&format!("guest-{name}"), &args)
 }
 
 /// Both sides of the zero-copy distinction in one guest: over the e1000 "wire" (two NICs on a
@@ -467,29 +457,11 @@ fn compare_wire_and_loopback(
 /// `copytrace bench --no-trace` of MSG_ZEROCOPY streams, with `extra` arguments (a topology):
 /// the notifications the sender read, and how many ids they said were copied.
 fn zero_copy_bench(name: &str, extra: &[&str]) -> (u64, u64) {
-    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
-        .args([
-            "bench",
-            "--no-trace",
-            "--modes",
-            "zero-copy",
-            "--patterns",
-            "stream",
-        ])
-        .args(["--sizes", "64K", "--threads", "1", "--duration", "300ms"])
-        .args(["--warmup", "50ms", "--repeat", "1"])
-        .args(extra)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("copytrace runs");
-    assert!(
-        o.status.success(),
-        "{extra:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let doc = copytrace::report::load(&json).expect("bench result");
+    let mut args = vec!["--no-trace", "--modes", "zero-copy", "--patterns", "stream"];
+    args.extend(["--sizes", "64K", "--threads", "1", "--duration", "300ms"]);
+    args.extend(["--warmup", "50ms", "--repeat", "1"]);
+    args.extend(extra);
+    let doc = run_bench(name, &args);
     let z = &doc.records[0]
         .zerocopy
         .as_ref()
