@@ -266,25 +266,6 @@ fn guest_tiers_agree_on_one_workload() {
     );
 }
 
-/// `copytrace bench ARGS --json target/tmp/NAME.json`, and its results.
-fn run_bench(name: &str, args: &[&str]) -> copytrace::bench::results::BenchDocument {
-    // In the guest's scratch directory, which the host reads as target/vm/out/<kernel>/tmp.
-    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
-        .arg("bench")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("copytrace runs");
-    assert!(
-        o.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    copytrace::report::load(&json).expect("bench result")
-}
-
 /// `copytrace bench` in the guest (traced: the fentry tier), one connection, one repeat.
 fn guest_bench(
     name: &str,
@@ -295,7 +276,7 @@ fn guest_bench(
     args.extend(["--threads", "1", "--duration", "1s", "--warmup", "200ms"]);
     args.extend(["--repeat", "1", "--modes", modes]);
     args.extend(extra);
-    run_bench(&format!("guest-{name}"), &args)
+    common::run_bench(&format!("guest-{name}"), &args)
 }
 
 /// Both sides of the zero-copy distinction in one guest: over the e1000 "wire" (two NICs on a
@@ -461,7 +442,7 @@ fn zero_copy_bench(name: &str, extra: &[&str]) -> (u64, u64) {
     args.extend(["--sizes", "64K", "--threads", "1", "--duration", "300ms"]);
     args.extend(["--warmup", "50ms", "--repeat", "1"]);
     args.extend(extra);
-    let doc = run_bench(name, &args);
+    let doc = common::run_bench(name, &args);
     let z = &doc.records[0]
         .zerocopy
         .as_ref()

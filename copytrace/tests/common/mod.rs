@@ -59,6 +59,26 @@ pub fn assert_byte_classes_add_up(records: &[Record]) -> usize {
     checked
 }
 
+/// `copytrace bench ARGS --json target/tmp/NAME.json`, and its results.
+#[allow(dead_code)] // used by the guest_tier and tiers test binaries
+pub fn run_bench(name: &str, args: &[&str]) -> copytrace::bench::results::BenchDocument {
+    // In a guest, its own scratch directory: the host reads it as target/vm/out/<kernel>/tmp.
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("copytrace runs");
+    assert!(
+        o.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    copytrace::report::load(&json).expect("bench result")
+}
+
 /// `copytrace` arguments for a short untraced run of the sendfile and io_uring modes, up to
 /// `--json` (its file follows).
 #[allow(dead_code)] // used by the modes, guest_tier and tiers test binaries

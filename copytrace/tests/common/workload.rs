@@ -191,18 +191,8 @@ pub fn send_phase(via: Via) -> (u64, u64) {
 /// sendfile, io_uring SEND and io_uring SEND_ZC over loopback, from an untraced-by-itself
 /// `copytrace bench` child (the tracers around it follow it).
 pub fn new_modes_child() {
-    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agreement-modes.json");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_copytrace"))
-        .args(crate::common::NEW_MODES_BENCH)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("copytrace runs");
-    assert!(
-        o.status.success(),
-        "new modes: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // NEW_MODES_BENCH starts with the subcommand.
+    crate::common::run_bench("agreement-modes", &crate::common::NEW_MODES_BENCH[1..]);
 }
 
 /// Tracers capped at each of `caps`, attached at once to the workload (following the child):
