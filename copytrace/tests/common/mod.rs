@@ -255,40 +255,43 @@ impl TierView {
             };
             paths.push((name.to_string(), tier, s.count, Some(s.bytes)));
         }
-        for (name, p) in [
-            ("socket send", path::SOCK_SEND),
-            ("socket receive", path::SOCK_RECV),
-        ] {
-            let s = d.total(p, None);
-            paths.push((name.to_string(), tier_of(name), s.count, Some(s.bytes)));
-        }
         // The probe tiers write the socket send row when the system call returns: io_uring
         // requests reach sock_sendmsg outside one and are not in it (README, Known limits).
         // sock:sock_send_length sees every call, io_uring's included (and its EAGAIN retries,
         // as events of 0 bytes): for the system calls' part, take the requests' bytes off.
-        let socket_send = paths.len() - 2;
-        let probed = matches!(paths[socket_send].1, Tier::Fentry | Tier::Kprobe);
-        let (_, tier, count, bytes) = paths[socket_send].clone();
-        let uring = d.total(path::URING_SEND, None);
-        let calls_only = if probed || tier == Tier::Unavailable {
-            (tier, count, bytes)
+        let send = d.total(path::SOCK_SEND, None);
+        let send_tier = tier_of("socket send");
+        let probed = matches!(send_tier, Tier::Fentry | Tier::Kprobe);
+        let (whole, calls_only) = if probed || send_tier == Tier::Unavailable {
+            let t = if probed { Tier::Unavailable } else { send_tier };
+            (t, (send_tier, send.count, send.bytes))
         } else {
+            let uring = d.total(path::URING_SEND, None);
             // Events only shown, not compared (retries): bytes are exact.
-            (
-                Tier::Derived,
-                count.saturating_sub(uring.count),
-                bytes.map(|b| b - uring.bytes),
-            )
+            let calls = send.count.saturating_sub(uring.count);
+            (send_tier, (Tier::Derived, calls, send.bytes - uring.bytes))
         };
-        paths.push((
-            "socket send (system calls)".to_string(),
-            calls_only.0,
-            calls_only.1,
-            calls_only.2,
-        ));
-        if probed {
-            paths[socket_send].1 = Tier::Unavailable;
-        }
+        let recv = d.total(path::SOCK_RECV, None);
+        paths.extend([
+            (
+                "socket send".to_string(),
+                whole,
+                send.count,
+                Some(send.bytes),
+            ),
+            (
+                "socket receive".to_string(),
+                tier_of("socket receive"),
+                recv.count,
+                Some(recv.bytes),
+            ),
+            (
+                "socket send (system calls)".to_string(),
+                calls_only.0,
+                calls_only.1,
+                Some(calls_only.2),
+            ),
+        ]);
         TierView { cap, paths }
     }
 }
