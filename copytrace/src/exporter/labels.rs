@@ -88,7 +88,7 @@ impl Labeler {
             LabelBy::Pid => tgid.to_string(),
             LabelBy::Comm => match tasks.get(&tid) {
                 Some(t) => comm_text(&t.comm),
-                None => proc_comm(tid).unwrap_or_else(|| UNKNOWN.to_string()),
+                None => crate::trace::process::try_comm(tid).unwrap_or_else(|| UNKNOWN.to_string()),
             },
             LabelBy::Cgroup => {
                 let id = tasks.get(&tid).map(|t| t.cgroup_id).or_else(|| {
@@ -169,11 +169,6 @@ fn walk_cgroups(root: &Path, dir: &Path, out: &mut HashMap<u64, String>) {
             walk_cgroups(root, &e.path(), out);
         }
     }
-}
-
-fn proc_comm(tid: u32) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{tid}/comm")).ok()?;
-    Some(s.trim_end_matches('\n').to_string())
 }
 
 /// The cgroup v2 path of `tid` ("0::/a/b" in /proc/TID/cgroup).

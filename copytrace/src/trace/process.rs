@@ -223,11 +223,15 @@ pub fn tgid_of(pid: i32) -> Result<u32> {
         .ok_or(Error::NoSuchProcess(pid))
 }
 
+/// `comm` of a process or thread as the kernel has it now; `None` once it is gone.
+pub fn try_comm(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(s.trim_end_matches('\n').to_string())
+}
+
 /// `comm` of a process, for display.
 pub fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
+    try_comm(pid).map_or_else(|| "?".into(), |s| s.trim().to_string())
 }
 
 #[cfg(test)]
