@@ -151,11 +151,10 @@ impl Exporter {
         for (label, s) in &reaped {
             self.ledger.carry(series::project(label, s, decisions));
         }
-        let groups: Vec<(Vec<u32>, series::Series)> = live
-            .iter()
-            .map(|(label, (s, tids))| (tids.clone(), series::project(label, s, decisions)))
-            .collect();
-        let (tids, projected): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
+        let (tids, projected): (Vec<Vec<u32>>, Vec<series::Series>) = live
+            .into_iter()
+            .map(|(label, (s, tids))| (tids, series::project(&label, &s, decisions)))
+            .unzip();
         let (series, folded) = self.ledger.current(projected);
         for (tids, f) in tids.iter().zip(folded) {
             if f {
