@@ -233,6 +233,14 @@ impl Default for Stats {
     }
 }
 
+/// Bits of the `PLAN` map (index 0): how user space attached the paths, for programs whose
+/// work depends on it. Written once after planning, before the trace is armed.
+pub mod plan {
+    /// The socket paths' raw tier: the system call's entry finds the socket behind its
+    /// descriptor (no program runs in the socket layer).
+    pub const SOCKETS_BY_FD: u32 = 1;
+}
+
 /// [`InFlight::state`] bits.
 pub mod inflight {
     /// The thread is inside a tracked system call. Without it the entry says the thread is
@@ -278,6 +286,10 @@ pub struct InFlight {
     pub sk_fields: u32,
     /// The `struct sock *` those fields belong to (0: none yet). Kept across calls.
     pub sk_cache: u64,
+    /// Raw tier, sockets found through the descriptor at entry: the inode of the last socket
+    /// this thread used (0: none). Socket inodes come from their own slab cache, so an
+    /// address found here again is a socket's inode, whatever became of the old one.
+    pub sock_inode: u64,
 }
 
 /// Key of the `ENTRY` map pairing a function's entry with its return (kprobe/kretprobe,
@@ -343,7 +355,9 @@ pub mod counter {
     /// ring (`io_uring_cqe_overflow`): that event names no request, so the request is not
     /// counted.
     pub const URING_OVERFLOW: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// Off-CPU map full: a traced thread's time off CPU could not be timed.
+    pub const OFFCPU_FULL: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Tracepoint field offsets, read at run time from tracefs `format` files, so the programs do
@@ -368,8 +382,9 @@ pub struct TpOffsets {
     pub exit_pid: u32,
     /// `len` of `skb:skb_copy_datagram_iovec`.
     pub skb_copy_len: u32,
-    /// `next_pid` of `sched:sched_switch`.
+    /// `next_pid` / `prev_state` of `sched:sched_switch`.
     pub switch_next_pid: u32,
+    pub switch_prev_state: u32,
     /// Byte offset of `struct sk_buff.data_len`, from the running kernel's BTF (0 = unknown).
     pub skb_data_len: u32,
     /// `struct socket.sk`, `struct sock.__sk_common.skc_family` and `struct sock.sk_protocol`
@@ -380,6 +395,22 @@ pub struct TpOffsets {
     pub sock_protocol: u32,
     /// `struct task_struct.pid` (from BTF), for the raw tracepoints of the scheduler.
     pub task_pid: u32,
+    /// `struct task_struct.tgid` and `.exit_state` (from BTF): the raw `sched_switch` program
+    /// filters the task switched in by its process, and knows a task's last switch-out.
+    pub task_tgid: u32,
+    pub task_exit_state: u32,
+    /// The path from a descriptor to its socket (from BTF): `task_struct.files`,
+    /// `files_struct.fdt`, `fdtable.max_fds` (the `fd` array pointer follows it),
+    /// `file.f_inode`, `inode.i_mode`, `socket_alloc.vfs_inode` (a socket's inode and its
+    /// `struct socket` are one allocation). The raw tier of the socket paths reads them at a
+    /// call's entry instead of taking an event in the socket layer. `task_files` 0 = unknown
+    /// (that tier is then refused).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub socket_alloc_inode: u32,
     /// `req` / `opcode` of `io_uring:io_uring_submit_req`.
     pub uring_submit_req: u32,
     pub uring_submit_opcode: u32,
@@ -387,6 +418,8 @@ pub struct TpOffsets {
     pub uring_complete_req: u32,
     pub uring_complete_res: u32,
     pub uring_complete_cflags: u32,
+    /// Keeps [`Config`] free of implicit padding (an even number of `u32` fields).
+    pub _pad: u32,
 }
 
 impl TpOffsets {
@@ -401,16 +434,26 @@ impl TpOffsets {
         exit_pid: 0,
         skb_copy_len: 0,
         switch_next_pid: 0,
+        switch_prev_state: 0,
         skb_data_len: 0,
         socket_sk: 0,
         sock_family: 0,
         sock_protocol: 0,
         task_pid: 0,
+        task_tgid: 0,
+        task_exit_state: 0,
+        task_files: 0,
+        files_fdt: 0,
+        fdt_max_fds: 0,
+        file_inode: 0,
+        inode_mode: 0,
+        socket_alloc_inode: 0,
         uring_submit_req: 0,
         uring_submit_opcode: 0,
         uring_complete_req: 0,
         uring_complete_res: 0,
         uring_complete_cflags: 0,
+        _pad: 0,
     };
 }
 
@@ -530,12 +573,15 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<StatKey>(), 4 + 4 + 2 + 2 + 4);
         assert_eq!(size_of::<Stats>(), 8 * (4 + HIST_BUCKETS));
-        assert_eq!(size_of::<InFlight>(), 8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4 + 8);
+        assert_eq!(
+            size_of::<InFlight>(),
+            8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4 + 8 + 8
+        );
         assert_eq!(size_of::<EntryKey>(), 16);
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 20);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 30);
         assert_eq!(size_of::<UringReq>(), 24);
         assert_eq!(size_of::<TaskInfo>(), COMM_LEN + 8);
         assert_eq!(

@@ -21,8 +21,10 @@ pub fn armed() -> bool {
 fn pid_listed(tgid: u32) -> bool {
     let mut i = 0;
     while i < MAX_CONFIG_PIDS {
-        // SAFETY: reading a global.
-        if unsafe { core::ptr::read_volatile(&CONFIG.pids[i]) } == tgid {
+        // SAFETY: reading a global. The configuration is read-only to the programs, so the
+        // verifier knows every slot's value and drops the compares of the empty ones.
+        let want = unsafe { core::ptr::read_volatile(&CONFIG.pids[i]) };
+        if want != 0 && want == tgid {
             return true;
         }
         i += 1;
@@ -60,6 +62,17 @@ fn comm_listed() -> bool {
         i += 1;
     }
     false
+}
+
+/// Could a task of process `tgid` (not the current task) be one we trace? Only the process
+/// filters are checked: name and cgroup are the current task's to read, so a task that
+/// passes here may still be filtered out by them.
+#[inline(always)]
+pub fn maybe_traced(tgid: u32) -> bool {
+    if tgid == config_u32(&CONFIG.self_tgid) {
+        return false;
+    }
+    config_u32(&CONFIG.filter_mode) != filter::PIDS || pid_listed(tgid)
 }
 
 /// Is the current task one we trace?

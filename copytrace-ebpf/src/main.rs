@@ -72,9 +72,16 @@ static ARMED: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static ENTRY: LruHashMap<EntryKey, EntryVal> = LruHashMap::with_max_entries(65536, 0);
 
-/// Traced threads that are off CPU, keyed by tid (LRU: a thread that dies off CPU is evicted).
+/// Traced threads that are off CPU, keyed by tid: inserted at switch-out, removed at
+/// switch-in; a thread's last switch-out (after it exited) inserts nothing. Not an LRU map:
+/// its inserts cost microseconds here, on every context switch of a traced thread.
 #[map]
-static OFFCPU: LruHashMap<u32, OffCpu> = LruHashMap::with_max_entries(65536, 0);
+static OFFCPU: HashMap<u32, OffCpu> = HashMap::with_max_entries(65536, 0);
+
+/// How user space attached the paths ([`copytrace_common::plan`] bits, index 0), written
+/// once before the trace is armed.
+#[map]
+static PLAN: Array<u32> = Array::with_max_entries(1, 0);
 
 /// io_uring send requests between submission and completion, keyed by the request (LRU: a
 /// request cancelled without a completion event cannot leak an entry).

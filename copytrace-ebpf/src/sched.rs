@@ -1,4 +1,5 @@
-//! Scheduling and process tracking: time traced threads spend off CPU (`sched_switch`), and
+//! Scheduling and process tracking: time traced threads spend off CPU (`sched_switch`, one
+//! entry per traced thread that is off CPU, removed when it runs again or exits), and
 //! children of traced processes traced too (`sched_process_fork`/`exit`, like `perf trace`),
 //! so `copytrace trace -- sh -c 'python3 …'` sees the python process. Raw tracepoints read
 //! `task_struct.pid` through its BTF offset; classic ones read the record's fields.
@@ -11,22 +12,36 @@ use copytrace_common::{OffCpu, StatKey, counter, filter, path};
 
 use crate::{
     CONFIG, INFLIGHT, OFFCPU, PIDS,
-    filter::{armed, traced},
+    filter::{armed, maybe_traced, traced},
     rows::{bump, config_u32, now, offsets, read_kernel, record},
 };
 
-/// A context switch to `next` (tid), in the context of the task switched out.
+/// A context switch to `next` (tid), in the context of the task switched out; `prev_exits`
+/// when that was the task's last switch (it has exited: nothing may be left behind for it).
+/// `next_tgid` is the process of `next` where the tier knows it, so that a switch to a task
+/// copytrace does not trace costs no map lookup.
 #[inline(always)]
-fn switch(next: u32) {
+fn switch(next: u32, next_tgid: Option<u32>, prev_exits: bool) {
     let prev = bpf_get_current_pid_tgid();
+    // Most switches are between tasks copytrace does not trace: no clock, no map.
+    let prev_traced = prev as u32 != 0 && !prev_exits && traced(prev) && armed();
+    let next_maybe = next != 0 && next_tgid.is_none_or(maybe_traced);
+    if !prev_traced && !next_maybe {
+        return;
+    }
     let t = now();
-    if prev as u32 != 0 && traced(prev) && armed() {
+    if prev_traced {
         let v = OffCpu {
             since_ns: t,
             tgid: (prev >> 32) as u32,
             _pad: 0,
         };
-        let _ = OFFCPU.insert(prev as u32, v, 0);
+        if OFFCPU.insert(prev as u32, v, 0).is_err() {
+            bump(counter::OFFCPU_FULL);
+        }
+    }
+    if !next_maybe {
+        return;
     }
     if let Some(o) = OFFCPU.get_ptr(next) {
         // SAFETY: valid map value, copied before removal.
@@ -69,13 +84,30 @@ fn exit() {
         let _ = PIDS.remove(tid);
     }
     let _ = INFLIGHT.remove(pid_tgid);
+    let _ = OFFCPU.remove(tid);
 }
+
+/// `prev_state` of the classic record: the state index reported as a bit; a task's last
+/// switch reports `EXIT_DEAD` (0x10) or `EXIT_ZOMBIE` (0x20).
+const REPORTED_EXIT: i64 = 0x10 | 0x20;
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset from the format file.
-    if let Ok(next) = unsafe { ctx.read_at::<i32>(offsets().switch_next_pid as usize) } {
-        switch(next as u32);
+    let off = offsets();
+    // SAFETY: offsets from the format file.
+    let (next, prev_state) = unsafe {
+        (
+            ctx.read_at::<i32>(off.switch_next_pid as usize),
+            ctx.read_at::<i64>(off.switch_prev_state as usize),
+        )
+    };
+    if let Ok(next) = next {
+        // The record names no process of `next`: every switch-in is looked up.
+        switch(
+            next as u32,
+            None,
+            prev_state.is_ok_and(|s| s & REPORTED_EXIT != 0),
+        );
     }
     0
 }
@@ -83,8 +115,17 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
 /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, …)`.
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn raw_sched_switch(ctx: RawTracePointContext) -> i32 {
+    let off = offsets();
+    let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
-    switch(read_kernel::<i32>(next, offsets().task_pid) as u32);
+    // A task's exit_state is set before its last switch (exit_notify, then do_task_dead).
+    let prev_exits = read_kernel::<i32>(prev, off.task_exit_state) != 0;
+    let next_tgid = read_kernel::<i32>(next, off.task_tgid) as u32;
+    switch(
+        read_kernel::<i32>(next, off.task_pid) as u32,
+        Some(next_tgid),
+        prev_exits,
+    );
     0
 }
 

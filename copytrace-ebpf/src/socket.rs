@@ -1,18 +1,20 @@
-//! The socket layer: `sock_sendmsg()`/`sock_recvmsg()` returning, with the return value as
-//! the byte truth of the layer.
+//! The socket layer: which tracked system calls are socket calls, on which (family,
+//! protocol), and the bytes the socket layer returned.
 //!
-//! Tiers: the `sock:sock_{send,recv}_length` tracepoints (kernel 6.3+) as raw tracepoints or
-//! classic ones; on older kernels, fentry/kprobe on the LSM hook
-//! `security_socket_{send,recv}msg`, which only marks the in-flight system call (its row is
-//! written at the call's exit, see `syscalls`).
+//! Tiers: fentry/kprobe on the LSM hook `security_socket_{send,recv}msg`, which only marks the
+//! in-flight system call (its row is written at the call's exit, see `syscalls`); the raw
+//! tier, which finds the socket behind the call's descriptor at its entry (no event in the
+//! socket layer at all, see [`fd_socket`]) and writes the row at exit too; and the classic
+//! `sock:sock_{send,recv}_length` tracepoints (kernel 6.3+), one event per `sock_sendmsg()` /
+//! `sock_recvmsg()` return, which also see socket calls outside system calls (io_uring).
 use aya_ebpf::{
     EbpfContext,
-    helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
 };
 use aya_log_ebpf::info;
-use copytrace_common::{aux, inflight, path};
+use copytrace_common::{InFlight, aux, inflight, path};
 
 use crate::{
     ANNOUNCED, INFLIGHT,
@@ -22,11 +24,13 @@ use crate::{
 
 /// [`InFlight::sock_seen`]: a socket-layer event (tracepoint) was recorded during the call.
 pub const SOCK_SEEN_EVENT: u16 = 1;
-/// [`InFlight::sock_seen`]: the socket LSM hook fired; record the socket row at exit.
+/// [`InFlight::sock_seen`]: the socket LSM hook fired, or (raw tier) the call's descriptor is
+/// a socket; record the socket row at exit.
 pub const SOCK_SEEN_HOOK: u16 = 2;
 
-/// A socket-layer return: count it, and mark the in-flight system call as a socket call.
-/// `sock_fields` reads (family, protocol) only once the task is known to be traced.
+/// A socket-layer return (classic `sock:*` tracepoints): count it, and mark the in-flight
+/// system call as a socket call. `sock_fields` reads (family, protocol) only once the task is
+/// known to be traced.
 #[inline(always)]
 fn sock_event<C: EbpfContext>(
     ctx: &C,
@@ -34,38 +38,12 @@ fn sock_event<C: EbpfContext>(
     ret: i64,
     sock_fields: impl FnOnce() -> (u16, u16),
 ) {
-    sock_event_on(ctx, path, ret, 0, sock_fields)
-}
-
-/// [`sock_event`] knowing the `struct sock *` (`sk`, 0 if not): (family, protocol) are read
-/// once per socket and thread, then taken from the thread's entry.
-#[inline(always)]
-fn sock_event_on<C: EbpfContext>(
-    ctx: &C,
-    path: u16,
-    ret: i64,
-    sk: u64,
-    sock_fields: impl FnOnce() -> (u16, u16),
-) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Only traced threads have an entry: one lookup filters and finds the call.
     let Some((f, in_call)) = window(pid_tgid) else {
         return;
     };
-    // SAFETY: valid map value owned by the current task.
-    let (family, proto) = unsafe {
-        if sk != 0 && (*f).sk_cache == sk {
-            let v = (*f).sk_fields;
-            ((v >> 16) as u16, v as u16)
-        } else {
-            let (family, proto) = sock_fields();
-            if sk != 0 {
-                (*f).sk_cache = sk;
-                (*f).sk_fields = (family as u32) << 16 | proto as u32;
-            }
-            (family, proto)
-        }
-    };
+    let (family, proto) = sock_fields();
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let mut bits = (family as u32) << aux::FAMILY_SHIFT;
     let mut tcp_ns = None;
@@ -80,7 +58,7 @@ fn sock_event_on<C: EbpfContext>(
             (*f).tcp_start_ns = 0;
             t
         };
-        // Tracepoint tiers of tcp_sendmsg: its copy loop's first iteration left a timestamp
+        // Tracepoint tier of tcp_sendmsg: its copy loop's first iteration left a timestamp
         // in the in-flight entry; sock_sendmsg returning ends the call. Its time rides in the
         // socket row (user space splits it off): one map update per send instead of two.
         if path == path::SOCK_SEND && tcp_start != 0 {
@@ -145,7 +123,17 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     0
 }
 
-// --- raw tracepoint tier: sock_{send,recv}_length(struct sock *sk, int ret, int flags) --------
+// --- raw tier: the socket behind the call's descriptor, at the call's entry ------------------
+//
+// No program runs in the socket layer: every event there is one more dispatch for every
+// socket call on the machine, traced or not. The entry of a tracked call reads, for traced
+// threads only, the descriptor's file, whether its inode is a socket's, and the socket's
+// (family, protocol); the call's exit writes the socket row with the call's return value, as
+// the probe tiers do.
+
+/// `S_IFMT` / `S_IFSOCK` of `inode.i_mode`.
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
 
 /// (family, protocol) of a `struct sock *`, through BTF offsets (0 when unknown).
 #[inline(always)]
@@ -160,23 +148,57 @@ fn sock_fields(sk: *const u8) -> (u16, u16) {
     )
 }
 
+/// The current task's open file `fd` (null when there is none).
 #[inline(always)]
-fn raw_sock_length(ctx: &RawTracePointContext, path: u16) {
-    let sk: *const u8 = ctx.arg(0);
-    let ret: u64 = ctx.arg(1);
-    sock_event_on(ctx, path, ret as i32 as i64, sk as u64, || sock_fields(sk));
+fn fd_file(fd: u64) -> *const u8 {
+    let off = offsets();
+    // SAFETY: helper without preconditions; the pointer is only read through probe reads.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files: *const u8 = read_kernel::<usize>(task, off.task_files) as *const u8;
+    let fdt: *const u8 = read_kernel::<usize>(files, off.files_fdt) as *const u8;
+    // `max_fds` and the `fd` array pointer, one read (adjacent: checked in user space).
+    let [max_fds, array] = read_kernel::<[u64; 2]>(fdt, off.fdt_max_fds);
+    if fd >= max_fds & 0xffff_ffff {
+        return core::ptr::null();
+    }
+    read_kernel::<usize>(array as *const u8, (fd * 8) as u32) as *const u8
 }
 
-#[raw_tracepoint(tracepoint = "sock_send_length")]
-pub fn raw_sock_send_length(ctx: RawTracePointContext) -> i32 {
-    raw_sock_length(&ctx, path::SOCK_SEND);
-    0
-}
-
-#[raw_tracepoint(tracepoint = "sock_recv_length")]
-pub fn raw_sock_recv_length(ctx: RawTracePointContext) -> i32 {
-    raw_sock_length(&ctx, path::SOCK_RECV);
-    0
+/// Is descriptor `fd` of the current task a socket? Its (family, protocol) if so. The
+/// thread's entry `f` caches the last socket's inode and `struct sock`: a thread usually
+/// works on one socket, and then five pointers are read (the file, its inode, the socket's
+/// sock) but not the mode or the socket's fields.
+#[inline(always)]
+pub fn fd_socket(fd: u64, f: &mut InFlight) -> Option<(u16, u16)> {
+    let off = offsets();
+    let file = fd_file(fd);
+    if file.is_null() {
+        return None;
+    }
+    let inode = read_kernel::<u64>(file, off.file_inode);
+    if inode == 0 {
+        return None;
+    }
+    if inode != f.sock_inode {
+        let mode = read_kernel::<u16>(inode as *const u8, off.inode_mode);
+        if mode & S_IFMT != S_IFSOCK {
+            return None;
+        }
+        f.sock_inode = inode;
+    }
+    // A socket's inode lives in one allocation with its `struct socket` (`socket_alloc`).
+    let socket = (inode - off.socket_alloc_inode as u64) as *const u8;
+    let sk = read_kernel::<u64>(socket, off.socket_sk);
+    if sk != 0 && f.sk_cache == sk {
+        let v = f.sk_fields;
+        return Some(((v >> 16) as u16, v as u16));
+    }
+    let (family, proto) = sock_fields(sk as *const u8);
+    if sk != 0 {
+        f.sk_cache = sk;
+        f.sk_fields = (family as u32) << 16 | proto as u32;
+    }
+    Some((family, proto))
 }
 
 // --- probe tiers: the LSM hook security_socket_{send,recv}msg(sock, msg, size) ---------------

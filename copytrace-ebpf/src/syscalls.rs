@@ -10,18 +10,21 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use copytrace_common::{InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, syscall};
-
-use crate::{
-    CONFIG, INFLIGHT, SAMPLE, SPANS,
-    filter::{armed, traced},
-    rows::{bump, config_u32, key, now, offsets, record},
-    socket::SOCK_SEEN_HOOK,
+use copytrace_common::{
+    InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, plan, syscall,
 };
 
-/// A tracked call entered: `flags` are its send flags where it has them.
+use crate::{
+    CONFIG, INFLIGHT, PLAN, SAMPLE, SPANS,
+    filter::{armed, traced},
+    rows::{bump, config_u32, key, now, offsets, read_kernel, record},
+    socket::{SOCK_SEEN_HOOK, fd_socket},
+};
+
+/// A tracked call entered: `flags` are its send flags where it has them; `fd` its descriptor
+/// when the socket paths' raw tier finds sockets through it (see [`fd_socket`]).
 #[inline(always)]
-fn on_enter(pid_tgid: u64, op: u16, flags: u64) {
+fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
     let bits = if flags & MSG_ZEROCOPY != 0 {
         aux::ZEROCOPY_REQUESTED
     } else {
@@ -32,30 +35,44 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64) {
     match INFLIGHT.get_ptr_mut(pid_tgid) {
         // SAFETY: valid map value owned by the current task. The socket cache stays.
         Some(p) => unsafe {
-            (*p).start_ns = start_ns;
-            (*p).tcp_start_ns = 0;
-            (*p).copied = 0;
-            (*p).copy_calls = 0;
-            (*p).aux = bits;
-            (*p).op = op;
-            (*p).sock_seen = 0;
-            (*p).family = 0;
-            (*p).proto = 0;
-            (*p).state = state;
+            let f = &mut *p;
+            f.start_ns = start_ns;
+            f.tcp_start_ns = 0;
+            f.copied = 0;
+            f.copy_calls = 0;
+            f.aux = bits;
+            f.op = op;
+            f.state = state;
+            mark_socket(f, fd);
         },
         None => {
-            let v = InFlight {
+            let mut v = InFlight {
                 start_ns,
                 aux: bits,
                 op,
                 state,
                 ..InFlight::default()
             };
+            mark_socket(&mut v, fd);
             if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
                 bump(counter::INFLIGHT_FULL);
             }
         }
     }
+}
+
+/// The call's socket, if its descriptor `fd` is one (raw tier); nothing known yet otherwise
+/// (the socket layer's probes or tracepoints mark it later).
+#[inline(always)]
+fn mark_socket(f: &mut InFlight, fd: Option<u64>) {
+    let sock = fd.and_then(|fd| fd_socket(fd, f));
+    let (seen, (family, proto)) = match sock {
+        Some(fields) => (SOCK_SEEN_HOOK, fields),
+        None => (0, (0, 0)),
+    };
+    f.sock_seen = seen;
+    f.family = family;
+    f.proto = proto;
 }
 
 /// The thread is between tracked calls from now on (its first exit since attach).
@@ -87,7 +104,8 @@ fn on_exit(pid_tgid: u64, f: &InFlight, ret: i64) {
     if f.state & counted != counted || (!syscall::socket_only(op) && f.sock_seen == 0) {
         return;
     }
-    let ns = now().saturating_sub(f.start_ns);
+    let end_ns = now();
+    let ns = end_ns.saturating_sub(f.start_ns);
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let family_bits = (f.family as u32) << aux::FAMILY_SHIFT;
     record(
@@ -98,18 +116,27 @@ fn on_exit(pid_tgid: u64, f: &InFlight, ret: i64) {
         Some(ns),
     );
     if f.sock_seen == SOCK_SEEN_HOOK {
-        // Probe tier of the socket layer: the row the sock:* tracepoints would have written.
-        let p = if syscall::is_send(op) {
+        // Probe and raw tiers of the socket layer: the row the sock:* tracepoints would have
+        // written, with the call's return value.
+        let send = syscall::is_send(op);
+        let p = if send {
             path::SOCK_SEND
         } else {
             path::SOCK_RECV
         };
+        // Raw tier of tcp_sendmsg: timed from its copy loop's first iteration to the call's
+        // return (no event marks tcp_sendmsg's own return there), riding in the socket row.
+        let (tcp_bit, tcp_ns) = if send && f.tcp_start_ns != 0 {
+            (aux::TCP_TIMED, Some(end_ns.saturating_sub(f.tcp_start_ns)))
+        } else {
+            (0, None)
+        };
         record(
-            &key(pid_tgid, p, f.proto, family_bits),
+            &key(pid_tgid, p, f.proto, family_bits | tcp_bit),
             1,
             bytes,
             ret < 0,
-            None,
+            tcp_ns,
         );
     }
     // Copies measured by a probe during this call (the tracepoint-only tier derives copy
@@ -172,7 +199,7 @@ fn tp_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
         Some(off) => unsafe { ctx.read_at::<u64>(off as usize) }.unwrap_or(0),
         None => 0,
     };
-    on_enter(pid_tgid, op, flags);
+    on_enter(pid_tgid, op, flags, None);
 }
 
 #[inline(always)]
@@ -260,8 +287,9 @@ fn op_of(nr: u64) -> Option<u16> {
     })
 }
 
-/// x86-64 `struct pt_regs` offsets: the flags argument of sendmsg (3rd: rdx) and sendto
-/// (4th: r10), and the system call number.
+/// x86-64 `struct pt_regs` offsets: the descriptor (1st argument: rdi), the flags argument of
+/// sendmsg (3rd: rdx) and sendto (4th: r10), and the system call number.
+const REGS_RDI: u32 = 14 * 8;
 const REGS_RDX: u32 = 12 * 8;
 const REGS_R10: u32 = 7 * 8;
 const REGS_ORIG_RAX: u32 = 15 * 8;
@@ -278,11 +306,14 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     let regs: *const u8 = ctx.arg(0);
     let flags = match op {
-        syscall::SENDMSG => crate::rows::read_kernel::<u64>(regs, REGS_RDX),
-        syscall::SENDTO => crate::rows::read_kernel::<u64>(regs, REGS_R10),
+        syscall::SENDMSG => read_kernel::<u64>(regs, REGS_RDX),
+        syscall::SENDTO => read_kernel::<u64>(regs, REGS_R10),
         _ => 0,
     };
-    on_enter(pid_tgid, op, flags);
+    // Every tracked call's descriptor is its first argument (sendfile: the output).
+    let by_fd = PLAN.get(0).is_some_and(|p| *p & plan::SOCKETS_BY_FD != 0);
+    let fd = by_fd.then(|| read_kernel::<u64>(regs, REGS_RDI));
+    on_enter(pid_tgid, op, flags, fd);
     0
 }
 
@@ -292,18 +323,22 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     if !traced(pid_tgid) {
         return 0;
     }
-    // System calls do not nest: a thread's next exit after a tracked entry is that call's.
+    // Untracked calls (most exits) end here, without a map lookup: the number is still in
+    // the registers at exit.
+    let regs: *const u8 = ctx.arg(0);
+    if op_of(read_kernel::<u64>(regs, REGS_ORIG_RAX)).is_none() {
+        return 0;
+    }
+    // System calls do not nest: a thread's next tracked exit after a tracked entry is that
+    // call's.
     match take_call(pid_tgid) {
         Some(f) if f.state & inflight::ACTIVE != 0 => on_exit(pid_tgid, &f, ctx.arg(1)),
         Some(_) => {}
         None => {
-            // The thread's first exit since attach: if it ends a tracked call, that call began
-            // before attach (not counted), and the thread is known from now on.
-            let regs: *const u8 = ctx.arg(0);
-            if op_of(crate::rows::read_kernel::<u64>(regs, REGS_ORIG_RAX)).is_some() {
-                bump(counter::UNPAIRED_EXIT);
-                mark_between_calls(pid_tgid);
-            }
+            // The thread's first tracked exit since attach: that call began before attach
+            // (not counted), and the thread is known from now on.
+            bump(counter::UNPAIRED_EXIT);
+            mark_between_calls(pid_tgid);
         }
     }
     0

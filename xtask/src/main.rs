@@ -50,7 +50,7 @@ enum Command {
     /// The tracer's cost against untraced, its floor (empty programs) and bpftrace, for an
     /// iperf3 client and for bench, at 64 B and 128 KiB, interleaved.
     TraceOverhead {
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: u32,
         /// Measured seconds per run (after 3 s for the tracer to attach).
         #[arg(long, default_value_t = 4)]

@@ -6,8 +6,15 @@
 //! * untraced;
 //! * the floor: `copytrace trace --floor`, empty programs on exactly the hooks a trace uses;
 //! * `copytrace trace -p PID`;
-//! * a bpftrace script on the equivalent tracepoints (send syscalls with a latency histogram,
-//!   socket-layer bytes, tcp_sendmsg iterations, context switches).
+//! * two bpftrace scripts: one with what copytrace records on this kernel (the send and
+//!   receive system calls with latency histograms and bytes, socket-layer bytes both ways,
+//!   tcp_sendmsg iterations, receive copies, time off CPU), and the narrower one of the issue
+//!   that measured the peer first (send calls, send bytes, tcp iterations, switches).
+//!
+//! The iperf3 pair is pinned (`-A 0,1`: client on CPU 0, server on CPU 1): unpinned, where the
+//! scheduler put the two processes moved a 64 B stream's throughput by a third from run to run
+//! on the 2-vCPU CI VM, more than any tracer costs. Each configuration's result is the median
+//! of its rounds (ratios: the median of the per-round ratios), each round listed.
 //!
 //! Each run has three phases: the tracer attaches by PID (`ATTACH`); program time is taken
 //! from the kernel's own statistics (`kernel.bpf_stats_enabled` on for `STATS` only, then
@@ -27,7 +34,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     cmd,
-    measure::{Background, list, mean},
+    measure::{Background, list, median},
     packages,
     setup::BuildEnv,
     tasks,
@@ -51,18 +58,22 @@ enum Watcher {
     Untraced,
     Floor,
     Copytrace,
+    /// The bpftrace script with what copytrace records here.
     Bpftrace,
+    /// The issue's narrower script (send path only).
+    BpftraceSend,
     /// The floor and copytrace attached for an idle process while the workload runs: every
     /// event they see belongs to a task they only filter out.
     FloorOthers,
     CopytraceOthers,
 }
 
-const WATCHERS: [Watcher; 4] = [
+const WATCHERS: [Watcher; 5] = [
     Watcher::Untraced,
     Watcher::Floor,
     Watcher::Copytrace,
     Watcher::Bpftrace,
+    Watcher::BpftraceSend,
 ];
 
 /// Measured for the iperf3 client at 64 B only: the cost of filtering out untraced tasks.
@@ -74,7 +85,8 @@ impl Watcher {
             Watcher::Untraced => "untraced",
             Watcher::Floor => "floor (empty programs)",
             Watcher::Copytrace => "copytrace trace -p",
-            Watcher::Bpftrace => "bpftrace script",
+            Watcher::Bpftrace => "bpftrace, same paths",
+            Watcher::BpftraceSend => "bpftrace, send path",
             Watcher::FloorOthers => "floor, other process",
             Watcher::CopytraceOthers => "copytrace, other process",
         }
@@ -154,7 +166,7 @@ fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyho
                 Duration::from_millis(300),
             )?;
             let child = Command::new("iperf3")
-                .args(["-c", "127.0.0.1", "-p", PORT, "-J", "-l"])
+                .args(["-c", "127.0.0.1", "-p", PORT, "-A", "0,1", "-J", "-l"])
                 .arg(size.to_string())
                 .args(["-t", &total.to_string()])
                 .stdout(std::fs::File::create(&json)?)
@@ -217,7 +229,33 @@ fn finish_workload(mut r: Running) -> anyhow::Result<f64> {
     }
 }
 
+/// What copytrace records on a tracepoint-only kernel, as a bpftrace script: the tracked
+/// system calls (latency histogram, bytes), the socket layer both ways, tcp_sendmsg's copy
+/// loop, receive copies, and time off CPU.
 const BPFTRACE: &str = "
+tracepoint:syscalls:sys_enter_write,tracepoint:syscalls:sys_enter_writev,
+tracepoint:syscalls:sys_enter_sendto,tracepoint:syscalls:sys_enter_sendmsg,
+tracepoint:syscalls:sys_enter_sendfile64,tracepoint:syscalls:sys_enter_read,
+tracepoint:syscalls:sys_enter_recvfrom,tracepoint:syscalls:sys_enter_recvmsg /pid == PID/ {
+  @start[tid] = nsecs; }
+tracepoint:syscalls:sys_exit_write,tracepoint:syscalls:sys_exit_writev,
+tracepoint:syscalls:sys_exit_sendto,tracepoint:syscalls:sys_exit_sendmsg,
+tracepoint:syscalls:sys_exit_sendfile64,tracepoint:syscalls:sys_exit_read,
+tracepoint:syscalls:sys_exit_recvfrom,tracepoint:syscalls:sys_exit_recvmsg
+/pid == PID && @start[tid]/ {
+  @latency[probe] = hist(nsecs - @start[tid]); @bytes[probe] = sum(args->ret);
+  delete(@start[tid]); }
+tracepoint:sock:sock_send_length,tracepoint:sock:sock_recv_length /pid == PID/ {
+  @sock_bytes[probe] = sum(args->ret); }
+tracepoint:tcp:tcp_sendmsg_locked /pid == PID/ { @tcp_iterations = count(); }
+tracepoint:skb:skb_copy_datagram_iovec /pid == PID/ { @recv_copy = sum(args->len); }
+tracepoint:sched:sched_switch /pid == PID/ { @off[tid] = nsecs; }
+tracepoint:sched:sched_switch /@off[args->next_pid]/ {
+  @off_cpu_ns = sum(nsecs - @off[args->next_pid]); delete(@off[args->next_pid]); }
+";
+
+/// The script the issue measured bpftrace with: the send path only.
+const BPFTRACE_SEND: &str = "
 tracepoint:syscalls:sys_enter_write,tracepoint:syscalls:sys_enter_sendto /pid == PID/ {
   @start[tid] = nsecs; }
 tracepoint:syscalls:sys_exit_write,tracepoint:syscalls:sys_exit_sendto /pid == PID && @start[tid]/ {
@@ -255,10 +293,17 @@ fn start_watcher(
         Watcher::Copytrace | Watcher::CopytraceOthers => {
             Background::start(&mut copytrace(), settle)?
         }
-        Watcher::Bpftrace => Background::start(
-            Command::new("bpftrace").args(["-e", &BPFTRACE.replace("PID", &pid.to_string())]),
-            settle,
-        )?,
+        Watcher::Bpftrace | Watcher::BpftraceSend => {
+            let script = if w == Watcher::Bpftrace {
+                BPFTRACE
+            } else {
+                BPFTRACE_SEND
+            };
+            Background::start(
+                Command::new("bpftrace").args(["-e", &script.replace("PID", &pid.to_string())]),
+                settle,
+            )?
+        }
     }))
 }
 
@@ -343,55 +388,68 @@ fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
 
 /// Per-round ratios of `w`'s throughput to `base`'s.
 fn ratios(by: &BTreeMap<Watcher, Vec<Sample>>, w: Watcher, base: Watcher) -> Vec<f64> {
-    by[&w]
-        .iter()
-        .zip(&by[&base])
-        .map(|(a, b)| a.mbps / b.mbps)
-        .collect()
+    ratios_of(by, w, base, |s| Some(s.mbps))
+}
+
+/// Per-round ratios of `f(w)` to `f(base)`.
+fn ratios_of(
+    by: &BTreeMap<Watcher, Vec<Sample>>,
+    w: Watcher,
+    base: Watcher,
+    f: impl Fn(&Sample) -> Option<f64>,
+) -> Vec<f64> {
+    match (by.get(&w), by.get(&base)) {
+        (Some(a), Some(b)) => a
+            .iter()
+            .zip(b)
+            .filter_map(|(a, b)| Some(f(a)? / f(b)?))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn print(res: &Results, a: &Args) {
     println!(
         "trace-overhead: {} interleaved rounds; per run {ATTACH} s to attach, {STATS} s of \
          bpf_stats (program time, dispatch not included), then {} s of throughput with the \
-         stats off; copytrace --best-tier {}",
+         stats off; copytrace --best-tier {}; medians over the rounds (each round in \
+         parentheses)",
         a.rounds, a.seconds, a.best_tier
     );
     for ((w, size), by) in res {
         println!("\n  {w:?}, {size} B messages");
-        let floor_ns = mean(
-            &by[&Watcher::Floor]
-                .iter()
-                .filter_map(|s| s.ns_per_send)
-                .collect::<Vec<_>>(),
-        );
         for (&watcher, s) in by {
             let mbps: Vec<f64> = s.iter().map(|s| s.mbps).collect();
             let r = ratios(by, watcher, Watcher::Untraced);
             let ns: Vec<f64> = s.iter().filter_map(|s| s.ns_per_send).collect();
+            let vs_floor = ratios_of(by, watcher, Watcher::Floor, |s| s.ns_per_send);
             println!(
-                "    {:<24} {:>9.1} Mbit/s   ×{:.3} untraced ({}){}",
+                "    {:<26} {:>9.1} Mbit/s   ×{:.3} untraced ({}){}",
                 watcher.name(),
-                mean(&mbps),
-                mean(&r),
+                median(&mbps),
+                median(&r),
                 list(&r),
                 if ns.is_empty() {
                     String::new()
                 } else {
                     format!(
-                        "   {:.0} ns/send program time ({:.2}× floor)",
-                        mean(&ns),
-                        mean(&ns) / floor_ns
+                        "   {:.0} ns/send program time (×{:.2} the floor's: {})",
+                        median(&ns),
+                        median(&vs_floor),
+                        list(&vs_floor)
                     )
                 }
             );
         }
-        let r = ratios(by, Watcher::Copytrace, Watcher::Bpftrace);
-        println!(
-            "    copytrace ÷ bpftrace throughput: ×{:.3} ({})",
-            mean(&r),
-            list(&r)
-        );
+        for peer in [Watcher::Bpftrace, Watcher::BpftraceSend] {
+            let r = ratios(by, Watcher::Copytrace, peer);
+            println!(
+                "    copytrace ÷ {} throughput: ×{:.3} ({})",
+                peer.name(),
+                median(&r),
+                list(&r)
+            );
+        }
         print_filter_cost(by);
     }
 }
@@ -412,9 +470,9 @@ fn print_filter_cost(by: &BTreeMap<Watcher, Vec<Sample>>) {
     let r: Vec<f64> = ours.iter().zip(&floor).map(|(a, b)| a / b).collect();
     println!(
         "    filtering untraced tasks: {:.1} ns/event against the floor's {:.1}: ×{:.2} ({})",
-        mean(&ours),
-        mean(&floor),
-        mean(&r),
+        median(&ours),
+        median(&floor),
+        median(&r),
         list(&r)
     );
 }

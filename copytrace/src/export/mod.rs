@@ -15,7 +15,7 @@
 //!   "intervals": [{end_s, syscalls: [...]}],             // with -i
 //!   "counters": {stats_full, inflight_full, unpaired_exits, unknown_context,
 //!                straddling_calls, pids_full, entry_full, ringbuf_full, uring_overflow,
-//!                events},
+//!                offcpu_full, events},
 //!   "spans": {sampled, written, sample_every}
 //! }
 //! ```

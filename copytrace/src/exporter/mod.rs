@@ -207,6 +207,7 @@ fn lost(c: &crate::trace::Counters) -> Vec<(&'static str, u64)> {
         ("pid_map_full", c.pids_full),
         ("entry_map_full", c.entry_full),
         ("io_uring_cq_overflow", c.uring_overflow),
+        ("offcpu_map_full", c.offcpu_full),
     ]
 }
 

@@ -14,7 +14,7 @@ use aya::{
 };
 use copytrace_common::{
     COMM_LEN, Config, InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, SpanEvent, StatKey, Stats,
-    TaskInfo, TpOffsets, filter, inflight, syscall,
+    TaskInfo, TpOffsets, filter, inflight, plan, syscall,
 };
 use log::debug;
 
@@ -137,6 +137,7 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.fork_child_pid = optional("sched", "sched_process_fork", "child_pid")?;
     o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
     o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
+    o.switch_prev_state = optional("sched", "sched_switch", "prev_state")?;
     o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
     let submit = if tracefs::tracepoint_exists(root, "io_uring", "io_uring_submit_req") {
         "io_uring_submit_req"
@@ -159,6 +160,9 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
                 .unwrap_or(0);
             o.sock_protocol = b.member_offset("sock", "sk_protocol").unwrap_or(0);
             o.task_pid = b.member_offset("task_struct", "pid").unwrap_or(0);
+            o.task_tgid = b.member_offset("task_struct", "tgid").unwrap_or(0);
+            o.task_exit_state = b.member_offset("task_struct", "exit_state").unwrap_or(0);
+            fd_offsets(&b, &mut o);
         }
         Err(e) => log::warn!(
             "no kernel BTF ({e}): deferred-copy bytes and socket families unavailable on \
@@ -168,11 +172,57 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     Ok(o)
 }
 
+/// The offsets from a descriptor to its socket. Some are 0 (first members), so one missing
+/// member leaves them all 0: `task_files` (never 0) says whether they are known. The programs
+/// read `fdtable.max_fds` and `.fd` in one go: they must be adjacent, as they have always been.
+fn fd_offsets(b: &btf::Btf, o: &mut TpOffsets) {
+    let found = (|| {
+        let max_fds = b.member_offset("fdtable", "max_fds")?;
+        (b.member_offset("fdtable", "fd")? == max_fds + 8).then_some(())?;
+        Some([
+            b.member_offset("task_struct", "files")?,
+            b.member_offset("files_struct", "fdt")?,
+            max_fds,
+            b.member_offset("file", "f_inode")?,
+            b.member_offset("inode", "i_mode")?,
+            b.member_offset("socket_alloc", "vfs_inode")?,
+        ])
+    })();
+    if let Some([files, fdt, max_fds, inode, mode, alloc_inode]) = found {
+        o.task_files = files;
+        o.files_fdt = fdt;
+        o.fdt_max_fds = max_fds;
+        o.file_inode = inode;
+        o.inode_mode = mode;
+        o.socket_alloc_inode = alloc_inode;
+    }
+}
+
 /// Why the raw tracepoint programs cannot run with `o`, if they cannot: they read the
 /// tracepoints' struct arguments through offsets from the kernel's BTF.
 fn raw_refused(o: &TpOffsets) -> Option<&'static str> {
-    (o.task_pid == 0 || o.sock_family == 0 || o.sock_protocol == 0).then_some(
+    let needed = [
+        o.task_pid,
+        o.task_tgid,
+        o.task_exit_state,
+        o.sock_family,
+        o.sock_protocol,
+    ];
+    needed.contains(&0).then_some(
         "raw tracepoints need task_struct/sock offsets from the kernel's BTF, which is missing",
+    )
+}
+
+/// Why the socket paths cannot find sockets through the call's descriptor with `o`: that is
+/// done by the raw `sys_enter` program (x86-64), through the file and socket offsets from
+/// BTF.
+fn sockets_by_fd_refused(o: &TpOffsets) -> Option<&'static str> {
+    if !cfg!(target_arch = "x86_64") {
+        return Some("the raw system call tier is x86-64 only");
+    }
+    (raw_refused(o).is_some() || o.task_files == 0 || o.socket_sk == 0).then_some(
+        "finding the socket behind a descriptor needs file/socket offsets from the kernel's \
+         BTF, which is missing",
     )
 }
 
@@ -309,6 +359,7 @@ impl Tracer {
             best_tier: opts.best_tier,
             raw_refused: raw_refused(&config.offsets),
             floor: opts.floor,
+            sockets_by_fd_refused: sockets_by_fd_refused(&config.offsets),
         };
         let mut decisions =
             planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Probes);
@@ -353,9 +404,24 @@ impl Tracer {
         for tgid in &opts.pids {
             tracer.add_pid(*tgid)?;
         }
+        tracer.set_plan()?;
         // Everything is attached: open the window for every program at one instant.
         tracer.set_armed(true)?;
         Ok(tracer)
+    }
+
+    /// Tell the programs how the paths were attached ([`copytrace_common::plan`]).
+    fn set_plan(&mut self) -> Result<()> {
+        let bits = if planner::sockets_by_fd(&self.decisions) {
+            plan::SOCKETS_BY_FD
+        } else {
+            0
+        };
+        let mut m: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, "PLAN")?;
+        m.set(0, bits, 0).map_err(|source| Error::Map {
+            map: "PLAN".into(),
+            source,
+        })
     }
 
     fn set_armed(&mut self, on: bool) -> Result<()> {

@@ -176,6 +176,20 @@ const SYSCALL_TRACEPOINTS: Candidate = Candidate {
     hooks: &[("", HookKind::Tracepoint("syscalls"))],
 };
 
+/// The socket paths' raw tier: no program in the socket layer. The raw `sys_enter` program
+/// finds the socket behind a tracked call's descriptor (for traced threads only), and the exit
+/// writes the socket row from the call's return value, as the probe tiers do. A socket-layer
+/// tracepoint costs one more dispatch for every socket call on the machine, traced or not.
+/// It needs the raw tier of the system calls (checked after they are attached).
+const SOCKETS_BY_FD: Candidate = Candidate {
+    tier: Tier::RawTp,
+    targets: &[SOCKETS_BY_FD_TARGET],
+    hooks: &[],
+};
+
+/// How a socket path attached to the raw tier is reported.
+pub const SOCKETS_BY_FD_TARGET: &str = "the call's descriptor, at raw_syscalls:sys_enter";
+
 const PIN_FUNCTIONS: &[&str] = &[
     "get_user_pages_fast",
     "internal_get_user_pages_fast",
@@ -205,7 +219,7 @@ static PATHS: &[PathSpec] = &[
                 targets: &["security_socket_sendmsg"],
                 hooks: &[("kp_sock_send", HookKind::KProbe)],
             },
-            raw!("sock", &["sock_send_length"]),
+            SOCKETS_BY_FD,
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["sock_send_length"],
@@ -230,7 +244,7 @@ static PATHS: &[PathSpec] = &[
                 targets: &["security_socket_recvmsg"],
                 hooks: &[("kp_sock_recv", HookKind::KProbe)],
             },
-            raw!("sock", &["sock_recv_length"]),
+            SOCKETS_BY_FD,
             Candidate {
                 tier: Tier::Tracepoint,
                 targets: &["sock_recv_length"],
@@ -600,6 +614,9 @@ pub struct PlanOptions {
     pub raw_refused: Option<&'static str>,
     /// Attach empty programs to the chosen hooks instead (the cost floor).
     pub floor: bool,
+    /// Why the socket paths cannot find sockets through the descriptor here (they need the
+    /// raw system call tier and the file/socket offsets from BTF).
+    pub sockets_by_fd_refused: Option<&'static str>,
 }
 
 impl Default for PlanOptions {
@@ -608,6 +625,7 @@ impl Default for PlanOptions {
             best_tier: Tier::Fentry,
             raw_refused: None,
             floor: false,
+            sockets_by_fd_refused: None,
         }
     }
 }
@@ -908,6 +926,52 @@ fn fallback(spec: &PathSpec, attempts: Vec<Attempt>) -> PathDecision {
     }
 }
 
+/// The socket paths' raw tier (no hooks of its own): usable when `opts` allows it.
+fn try_sockets_by_fd(opts: PlanOptions) -> Result<String, Attempt> {
+    match opts.sockets_by_fd_refused {
+        None => Ok(SOCKETS_BY_FD_TARGET.to_string()),
+        Some(why) => Err(Attempt {
+            tier: Tier::RawTp,
+            target: SOCKETS_BY_FD_TARGET.to_string(),
+            error: why.to_string(),
+        }),
+    }
+}
+
+/// Attach `spec` at its best tier that works.
+fn plan_path(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    tracefs_root: &Path,
+    syms: &KernelSymbols,
+    spec: &PathSpec,
+    opts: PlanOptions,
+) -> PathDecision {
+    let mut attempts = Vec::new();
+    for c in spec.candidates.iter().filter(|c| c.tier >= opts.best_tier) {
+        let tried = match c.hooks.first() {
+            None => try_sockets_by_fd(opts),
+            Some((_, kind)) if kind.category().is_some() => {
+                try_tracepoints(ebpf, btf, tracefs_root, c, opts)
+            }
+            Some(_) => try_functions(ebpf, btf, syms, c, opts.floor),
+        };
+        match tried {
+            Ok(target) => {
+                return PathDecision {
+                    path: spec.name.into(),
+                    tier: c.tier,
+                    target: Some(target),
+                    attempts,
+                    note: None,
+                };
+            }
+            Err(a) => attempts.push(a),
+        }
+    }
+    fallback(spec, attempts)
+}
+
 /// Attach the paths of `phase`, each at its best tier.
 pub fn attach_paths(
     ebpf: &mut Ebpf,
@@ -917,7 +981,6 @@ pub fn attach_paths(
     opts: PlanOptions,
     phase: Phase,
 ) -> Vec<PathDecision> {
-    let mut out = Vec::new();
     // The syscall path goes last of all: once it counts, everything it relies on (socket
     // marks, the other paths) is attached.
     let mut specs: Vec<&PathSpec> = PATHS
@@ -925,35 +988,35 @@ pub fn attach_paths(
         .filter(|s| BASE_PATHS.contains(&s.name) == (phase == Phase::Base))
         .collect();
     specs.sort_by_key(|s| s.name == names::SYSCALLS);
-    for spec in specs {
-        let mut attempts = Vec::new();
-        let mut chosen = None;
-        for c in spec.candidates.iter().filter(|c| c.tier >= opts.best_tier) {
-            let tried = if c.hooks[0].1.category().is_some() {
-                try_tracepoints(ebpf, btf, tracefs_root, c, opts)
-            } else {
-                try_functions(ebpf, btf, syms, c, opts.floor)
-            };
-            match tried {
-                Ok(via) => {
-                    chosen = Some((c.tier, via));
-                    break;
-                }
-                Err(a) => attempts.push(a),
+    let mut out: Vec<PathDecision> = specs
+        .iter()
+        .map(|spec| plan_path(ebpf, btf, tracefs_root, syms, spec, opts))
+        .collect();
+    // Sockets found through the descriptor need the raw sys_enter program: where the system
+    // calls ended up on another tier, plan those paths again without it.
+    let raw_syscalls = out
+        .iter()
+        .any(|d| d.path == names::SYSCALLS && d.tier == Tier::RawTp);
+    if phase == Phase::Base && !raw_syscalls {
+        let refused = PlanOptions {
+            sockets_by_fd_refused: Some("the system calls are not traced on their raw tier"),
+            ..opts
+        };
+        for (d, spec) in out.iter_mut().zip(&specs) {
+            if d.target.as_deref() == Some(SOCKETS_BY_FD_TARGET) {
+                *d = plan_path(ebpf, btf, tracefs_root, syms, spec, refused);
             }
         }
-        out.push(match chosen {
-            Some((tier, target)) => PathDecision {
-                path: spec.name.into(),
-                tier,
-                target: Some(target),
-                attempts,
-                note: None,
-            },
-            None => fallback(spec, attempts),
-        });
     }
     out
+}
+
+/// Whether the paths of `decisions` have the socket paths find sockets through the
+/// descriptor (the raw `sys_enter` program must then do it).
+pub fn sockets_by_fd(decisions: &[PathDecision]) -> bool {
+    decisions
+        .iter()
+        .any(|d| d.target.as_deref() == Some(SOCKETS_BY_FD_TARGET))
 }
 
 #[cfg(test)]

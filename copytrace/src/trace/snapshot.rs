@@ -113,6 +113,10 @@ pub struct Counters {
     /// requests could not be counted.
     #[serde(default)]
     pub uring_overflow: u64,
+    /// Context switches of traced threads whose time off CPU could not be timed (off-CPU
+    /// map full).
+    #[serde(default)]
+    pub offcpu_full: u64,
     /// Events recorded (sum of all row counts).
     pub events: u64,
 }
@@ -125,6 +129,7 @@ impl Counters {
             + self.pids_full
             + self.entry_full
             + self.uring_overflow
+            + self.offcpu_full
     }
 
     fn minus(&self, e: &Counters) -> Counters {
@@ -138,6 +143,7 @@ impl Counters {
             entry_full: self.entry_full.saturating_sub(e.entry_full),
             ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
             uring_overflow: self.uring_overflow.saturating_sub(e.uring_overflow),
+            offcpu_full: self.offcpu_full.saturating_sub(e.offcpu_full),
             events: self.events.saturating_sub(e.events),
         }
     }
@@ -187,6 +193,7 @@ impl Snapshot {
             entry_full: get(counter::ENTRY_FULL)?,
             ringbuf_full: get(counter::RINGBUF_FULL)?,
             uring_overflow: get(counter::URING_OVERFLOW)?,
+            offcpu_full: get(counter::OFFCPU_FULL)?,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
         Ok(Snapshot { rows, counters })

@@ -255,15 +255,20 @@ impl TierView {
             };
             paths.push((name.to_string(), tier, s.count, Some(s.bytes)));
         }
-        // The probe tiers write the socket send row when the system call returns: io_uring
-        // requests reach sock_sendmsg outside one and are not in it (README, Known limits).
+        // The probe tiers and the raw tier (which finds the socket through the descriptor)
+        // write the socket send row when the system call returns: io_uring requests reach
+        // sock_sendmsg outside one and are not in it (README, Known limits).
         // sock:sock_send_length sees every call, io_uring's included (and its EAGAIN retries,
         // as events of 0 bytes): for the system calls' part, take the requests' bytes off.
         let send = d.total(path::SOCK_SEND, None);
         let send_tier = tier_of("socket send");
-        let probed = matches!(send_tier, Tier::Fentry | Tier::Kprobe);
-        let (whole, calls_only) = if probed || send_tier == Tier::Unavailable {
-            let t = if probed { Tier::Unavailable } else { send_tier };
+        let at_exit = matches!(send_tier, Tier::Fentry | Tier::Kprobe | Tier::RawTp);
+        let (whole, calls_only) = if at_exit || send_tier == Tier::Unavailable {
+            let t = if at_exit {
+                Tier::Unavailable
+            } else {
+                send_tier
+            };
             (t, (send_tier, send.count, send.bytes))
         } else {
             let uring = d.total(path::URING_SEND, None);
