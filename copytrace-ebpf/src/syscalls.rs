@@ -84,24 +84,26 @@ fn mark_between_calls(pid_tgid: u64) {
     }
 }
 
-/// The in-flight entry of a call that just returned (marked idle), if the thread has one.
+/// The in-flight entry of a call that just returned, and its state before it was marked
+/// idle, if the thread has one. The entry is the current thread's alone: it is read in place,
+/// not copied (only a new call of this thread rewrites it).
 #[inline(always)]
-fn take_call(pid_tgid: u64) -> Option<InFlight> {
+fn take_call(pid_tgid: u64) -> Option<(&'static InFlight, u32)> {
     let p = INFLIGHT.get_ptr_mut(pid_tgid)?;
-    // SAFETY: valid map value owned by the current task; copied out, then marked idle.
+    // SAFETY: valid map value owned by the current task.
     Some(unsafe {
-        let f = *p;
+        let state = (*p).state;
         (*p).state = 0;
-        f
+        (&*p, state)
     })
 }
 
-/// A tracked call `f` returned `ret`: write its rows.
+/// A tracked call `f`, in state `state` until it returned `ret`: write its rows.
 #[inline(always)]
-fn on_exit(pid_tgid: u64, f: &InFlight, ret: i64) {
+fn on_exit(pid_tgid: u64, f: &InFlight, state: u32, ret: i64) {
     let counted = inflight::ACTIVE | inflight::IN_WINDOW;
     let op = f.op;
-    if f.state & counted != counted || (!syscall::socket_only(op) && f.sock_seen == 0) {
+    if state & counted != counted || (!syscall::socket_only(op) && f.sock_seen == 0) {
         return;
     }
     let end_ns = now();
@@ -208,7 +210,7 @@ fn tp_exit(ctx: &TracePointContext, op: u16) {
     if !traced(pid_tgid) {
         return;
     }
-    let Some(f) = take_call(pid_tgid) else {
+    let Some((f, state)) = take_call(pid_tgid) else {
         // A call that began before attach: not counted, and the thread is known from now on.
         bump(counter::UNPAIRED_EXIT);
         mark_between_calls(pid_tgid);
@@ -219,7 +221,7 @@ fn tp_exit(ctx: &TracePointContext, op: u16) {
     }
     // SAFETY: offset from the format file.
     if let Ok(ret) = unsafe { ctx.read_at::<i64>(offsets().sys_exit_ret as usize) } {
-        on_exit(pid_tgid, &f, ret);
+        on_exit(pid_tgid, f, state, ret);
     }
 }
 
@@ -323,22 +325,20 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     if !traced(pid_tgid) {
         return 0;
     }
-    // Untracked calls (most exits) end here, without a map lookup: the number is still in
-    // the registers at exit.
-    let regs: *const u8 = ctx.arg(0);
-    if op_of(read_kernel::<u64>(regs, REGS_ORIG_RAX)).is_none() {
-        return 0;
-    }
-    // System calls do not nest: a thread's next tracked exit after a tracked entry is that
-    // call's.
+    // System calls do not nest: a thread's next exit after a tracked entry is that call's.
     match take_call(pid_tgid) {
-        Some(f) if f.state & inflight::ACTIVE != 0 => on_exit(pid_tgid, &f, ctx.arg(1)),
+        Some((f, state)) if state & inflight::ACTIVE != 0 => {
+            on_exit(pid_tgid, f, state, ctx.arg(1))
+        }
         Some(_) => {}
         None => {
-            // The thread's first tracked exit since attach: that call began before attach
-            // (not counted), and the thread is known from now on.
-            bump(counter::UNPAIRED_EXIT);
-            mark_between_calls(pid_tgid);
+            // The thread's first exit since attach: if it ends a tracked call, that call began
+            // before attach (not counted), and the thread is known from now on.
+            let regs: *const u8 = ctx.arg(0);
+            if op_of(read_kernel::<u64>(regs, REGS_ORIG_RAX)).is_some() {
+                bump(counter::UNPAIRED_EXIT);
+                mark_between_calls(pid_tgid);
+            }
         }
     }
     0
