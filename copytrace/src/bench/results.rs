@@ -167,7 +167,7 @@ pub struct Record {
     pub zerocopy: Option<ZeroCopySummary>,
     /// io_uring modes: how the ring was driven (summed over connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uring: Option<crate::bench::uring::UringStats>,
+    pub uring: Option<crate::bench::sender::UringStats>,
     /// "ok", or what the byte-by-byte verification found.
     pub integrity: String,
     /// Where the bytes went, from the eBPF tracer (when tracing was on).

@@ -32,7 +32,23 @@ pub struct SenderStats {
     pub zerocopy: Option<ZeroCopyStats>,
     /// The io_uring modes: how the ring was driven.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uring: Option<crate::bench::uring::UringStats>,
+    pub uring: Option<UringStats>,
+}
+
+/// How the io_uring senders ran, for the record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UringStats {
+    /// Messages per submitted chain at most (`--uring-depth`).
+    pub depth: usize,
+    /// `io_uring_enter` calls that submitted sends.
+    pub submits: u64,
+    /// Send requests that failed and were submitted again: a cancelled link, or a flag the
+    /// kernel refused (the tracer counts them as failed requests).
+    pub resubmitted: u64,
+    /// SEND_ZC: buffers registered with the ring (fixed buffers).
+    pub fixed_buffers: bool,
+    /// SEND_ZC: the kernel reported per notification whether it copied.
+    pub usage_reported: bool,
 }
 
 /// What the kernel told us about our zero-copy sends.

@@ -16,11 +16,10 @@
 use std::{io, os::fd::RawFd};
 
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types::Fd};
-use serde::{Deserialize, Serialize};
 
 use crate::bench::{
     message::{AlignedBuf, Message, fill_contiguous, stamp_contiguous},
-    sender::{Sender, SenderStats, ZeroCopyStats},
+    sender::{Sender, SenderStats, UringStats, ZeroCopyStats},
     zerocopy::{COMPLETION_TIMEOUT, ZeroCopyOptions},
 };
 
@@ -29,25 +28,6 @@ use crate::bench::{
 const SEND_ZC_REPORT_USAGE: u16 = 1 << 3;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`: set in a notification's result when the kernel copied.
 const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
-/// Default number of messages submitted per `io_uring_enter`.
-pub const DEFAULT_DEPTH: usize = 8;
-
-/// How the io_uring senders ran, for the record.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct UringStats {
-    /// Messages per submitted chain at most (`--uring-depth`).
-    pub depth: usize,
-    /// `io_uring_enter` calls that submitted sends.
-    pub submits: u64,
-    /// Send requests that failed and were submitted again: a cancelled link, or a flag the
-    /// kernel refused (the tracer counts them as failed requests).
-    pub resubmitted: u64,
-    /// SEND_ZC: buffers registered with the ring (fixed buffers).
-    pub fixed_buffers: bool,
-    /// SEND_ZC: the kernel reported per notification whether it copied.
-    pub usage_reported: bool,
-}
-
 /// Is io_uring usable here? `Err` says why not (a kernel built without it, or
 /// `kernel.io_uring_disabled`), in one line.
 pub fn available(zero_copy: bool) -> Result<(), String> {

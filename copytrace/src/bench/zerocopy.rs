@@ -31,6 +31,9 @@ const DRAIN_EVERY: u64 = 16;
 /// Give up waiting for outstanding completions after this long.
 pub(crate) const COMPLETION_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Default number of messages the io_uring modes submit per `io_uring_enter`.
+pub const DEFAULT_DEPTH: usize = 8;
+
 #[derive(Clone, Copy, Debug)]
 pub struct ZeroCopyOptions {
     /// Number of message buffers in flight at most.
@@ -48,7 +51,7 @@ impl ZeroCopyOptions {
         ZeroCopyOptions {
             pool: (8usize << 20).div_ceil(size).clamp(2, 4096),
             reuse_early: false,
-            uring_depth: crate::bench::uring::DEFAULT_DEPTH,
+            uring_depth: DEFAULT_DEPTH,
         }
     }
 }

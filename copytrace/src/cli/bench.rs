@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values = ["two-copy", "one-copy", "zero-copy"])]
     modes: Vec<Mode>,
     /// io_uring modes: messages submitted per io_uring_enter, as one linked chain.
-    #[arg(long, default_value_t = copytrace::bench::uring::DEFAULT_DEPTH, value_name = "N")]
+    #[arg(long, default_value_t = copytrace::bench::zerocopy::DEFAULT_DEPTH, value_name = "N")]
     uring_depth: usize,
     /// TOTAL message sizes (each message is 8 heap fields of size/8 bytes): 64, 4K, 64KiB, 1M…
     /// K/M/G are binary (1024), kB/MB/GB decimal. Default: 64,1K,4K,16K,64K,256K,1M.
