@@ -11,10 +11,10 @@
 //!   tcp_sendmsg iterations, receive copies, time off CPU), and the narrower one of the issue
 //!   that measured the peer first (send calls, send bytes, tcp iterations, switches).
 //!
-//! The iperf3 pair is pinned (`-A 0,1`: client on CPU 0, server on CPU 1): unpinned, where the
-//! scheduler put the two processes moved a 64 B stream's throughput by a third from run to run
-//! on the 2-vCPU CI VM, more than any tracer costs. Each configuration's result is the median
-//! of its rounds (ratios: the median of the per-round ratios), each round listed.
+//! The iperf3 pair is pinned (`-A 0,1`: client on CPU 0, server on CPU 1), so that every run
+//! has the same placement on the 2-vCPU CI VM; the rounds still spread by more than a tracer
+//! costs there. Each configuration's result is the median of its rounds (ratios: the median of
+//! the per-round ratios), each round listed.
 //!
 //! Each run has three phases: the tracer attaches by PID (`ATTACH`); program time is taken
 //! from the kernel's own statistics (`kernel.bpf_stats_enabled` on for `STATS` only, then
