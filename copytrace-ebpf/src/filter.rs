@@ -78,15 +78,10 @@ pub fn maybe_traced(tgid: u32) -> bool {
 /// Is the current task one we trace?
 #[inline(always)]
 pub fn traced(pid_tgid: u64) -> bool {
-    let tgid = (pid_tgid >> 32) as u32;
-    if tgid == config_u32(&CONFIG.self_tgid) {
+    if !maybe_traced((pid_tgid >> 32) as u32) {
         return false;
     }
-    let mode = config_u32(&CONFIG.filter_mode);
-    if mode == filter::PIDS && !pid_listed(tgid) {
-        return false;
-    }
-    if mode == filter::COMMS && !comm_listed() {
+    if config_u32(&CONFIG.filter_mode) == filter::COMMS && !comm_listed() {
         return false;
     }
     // SAFETY: reading a global.

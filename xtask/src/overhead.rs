@@ -467,7 +467,10 @@ fn print_filter_cost(by: &BTreeMap<Watcher, Vec<Sample>>) {
     ) else {
         return;
     };
-    let r: Vec<f64> = ours.iter().zip(&floor).map(|(a, b)| a / b).collect();
+    // Round by round, as every other ratio here (a round without a figure pairs nothing).
+    let r = ratios_of(by, Watcher::CopytraceOthers, Watcher::FloorOthers, |s| {
+        s.ns_per_event
+    });
     println!(
         "    filtering untraced tasks: {:.1} ns/event against the floor's {:.1}: ×{:.2} ({})",
         median(&ours),
