@@ -51,8 +51,9 @@ pub struct ConnResult {
     pub counters: CounterValues,
     /// Messages the client sent (stream) or received (rr) inside the window.
     pub measured_messages: u64,
-    /// First measured send started / last measured send returned (stream), or first measured
-    /// request sent / last measured response verified (rr).
+    /// Last warm-up send returned (else first measured send started) / last measured send
+    /// returned (stream), or first measured request sent / last measured response verified
+    /// (rr).
     pub measured_ns: u64,
     /// Rr: round-trip times of measured requests, in ns.
     pub latency: Option<Histogram<u64>>,
@@ -184,7 +185,11 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
     } = c;
     let mut sender = sender.expect("stream connections have a sender");
     let (mut seq, mut measured_messages) = (0u64, 0u64);
-    let (mut first, mut last) = (None, None);
+    // The window runs from the last warm-up send's return (the first measured send's start
+    // without a warm-up) to the last measured send's return, as the receiver counts it: a
+    // stall before the first measured send is then in both windows (see
+    // `Verifier::window_start`).
+    let (mut first, mut last, mut warm_end) = (None, None, None);
     let mut interrupted = false;
     loop {
         let now = Instant::now();
@@ -198,13 +203,15 @@ fn run_stream(c: Connected, w: Window, stop: &AtomicBool) -> io::Result<ConnResu
         let measured = now >= w.warm_end;
         if measured && first.is_none() {
             counters.enable()?;
-            first = Some(Instant::now());
+            first = Some(warm_end.unwrap_or_else(Instant::now));
         }
         sender.send(seq, measured)?;
         seq += 1;
         if measured {
             measured_messages += 1;
             last = Some(Instant::now());
+        } else {
+            warm_end = Some(Instant::now());
         }
     }
     // Batching senders (io_uring) may still hold measured messages: they are sent only now.

@@ -201,8 +201,16 @@ pub struct Verifier {
     pub messages: u64,
     pub bytes: u64,
     pub measured_messages: u64,
-    pub first_measured_start: Option<Instant>,
+    /// The measured window's start, set once the first measured message is complete: the
+    /// end of the unmeasured message before it, or the first measured message's start when
+    /// none came before. Ends, not starts, as the sender counts: a sender stalled between its
+    /// last unmeasured send and its first measured one (a vCPU stolen for 13 ms, say) leaves
+    /// both windows the same idle time, where a window from the first measured byte here
+    /// left it out of the receiver's alone.
+    pub window_start: Option<Instant>,
     pub last_measured_end: Option<Instant>,
+    /// When the last unmeasured message before the measured ones was complete.
+    last_unmeasured_end: Option<Instant>,
 }
 
 impl Verifier {
@@ -228,8 +236,9 @@ impl Verifier {
             messages: 0,
             bytes: 0,
             measured_messages: 0,
-            first_measured_start: None,
+            window_start: None,
             last_measured_end: None,
+            last_unmeasured_end: None,
         }
     }
 
@@ -328,10 +337,12 @@ impl Verifier {
         if self.cur_measured == Some(true) {
             if !self.seen_measured {
                 self.seen_measured = true;
-                self.first_measured_start = self.cur_start;
+                self.window_start = self.last_unmeasured_end.or(self.cur_start);
             }
             self.measured_messages += 1;
             self.last_measured_end = Some(now);
+        } else if !self.seen_measured {
+            self.last_unmeasured_end = Some(now);
         }
         self.messages += 1;
         self.seq += 1;
@@ -357,6 +368,8 @@ impl Verifier {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn wire(m: &Message) -> Vec<u8> {
@@ -430,6 +443,41 @@ mod tests {
             assert_eq!(v.measured_bytes(), 3 * size as u64);
             assert_eq!(v.bytes, 5 * size as u64);
         }
+    }
+
+    /// The window runs from the end of the last unmeasured message to the end of the last
+    /// measured one (the start of the first measured one without a warm-up).
+    #[test]
+    fn the_window_starts_where_the_warm_up_ended() {
+        let size = 4096;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut m = Message::new(3, size);
+        let mut msg = |seq: u64, measured: bool| {
+            m.stamp(seq, measured);
+            wire(&m)
+        };
+        // Warm-up ends at 1 ms; the first measured message starts arriving at 5 ms.
+        let mut v = Verifier::new(3, size, Verify::Stamps);
+        v.feed(&msg(0, false), at(1)).unwrap();
+        let first = msg(1, true);
+        v.feed(&first[..100], at(5)).unwrap();
+        v.feed(&first[100..], at(6)).unwrap();
+        v.feed(&msg(2, true), at(9)).unwrap();
+        v.feed(&msg(3, false), at(12)).unwrap();
+        assert_eq!(
+            (v.window_start, v.last_measured_end),
+            (Some(at(1)), Some(at(9)))
+        );
+        // No warm-up: from the first measured message's first bytes.
+        let mut v = Verifier::new(3, size, Verify::Stamps);
+        let first = msg(0, true);
+        v.feed(&first[..100], at(5)).unwrap();
+        v.feed(&first[100..], at(6)).unwrap();
+        assert_eq!(
+            (v.window_start, v.last_measured_end),
+            (Some(at(5)), Some(at(6)))
+        );
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn receive_stream(
         {
             corruption = Some(c.0);
         }
-        if !enabled && v.first_measured_start.is_some() {
+        if !enabled && v.window_start.is_some() {
             counters.enable()?;
             enabled = true;
         }
@@ -235,7 +235,7 @@ fn receive_stream(
         corruption = Some(c.0);
     }
     counters.disable()?;
-    let measured_ns = match (v.first_measured_start, v.last_measured_end) {
+    let measured_ns = match (v.window_start, v.last_measured_end) {
         (Some(a), Some(b)) => b.duration_since(a).as_nanos() as u64,
         _ => 0,
     };
