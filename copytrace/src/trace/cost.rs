@@ -34,15 +34,10 @@ pub fn enable_stats() -> Result<OwnedFd, String> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.to_string())
 }
 
-/// Run time and runs of each of our loaded programs, by name.
-pub fn program_counts(ebpf: &Ebpf) -> BTreeMap<String, (u64, u64)> {
-    ebpf.programs()
-        .filter_map(|(name, p)| Some((name.to_string(), run_stats(&p.info().ok()?))))
-        .collect()
-}
-
 /// (run ns, runs) the kernel counted for a program.
-fn run_stats(info: &aya::programs::ProgramInfo) -> (u64, u64) {
+type RunStats = (u64, u64);
+
+fn run_stats(info: &aya::programs::ProgramInfo) -> RunStats {
     (info.run_time().as_nanos() as u64, info.run_count())
 }
 
@@ -353,13 +348,9 @@ fn phase_ns<const N: usize>(calls: [Call; N]) -> [f64; N] {
     best
 }
 
-/// (run ns, runs) of one program, read where a phase ends.
-type RunStats = (u64, u64);
-
 /// The empty program's run time per run, kept as the fastest over the phases, like the
 /// batches: a vCPU preempted by its host inside one run adds the whole stolen time to that run,
 /// and the mean over a whole calibration here was then 61 or 140 ns instead of 33.
-#[derive(Clone, Copy)]
 struct RunTime {
     last: RunStats,
     best: f64,
@@ -386,21 +377,26 @@ impl RunTime {
 }
 
 /// `a` minus `b`, ns: the fastest of each over alternating batches, so both come from one
-/// state of the CPU. `stats` reads the program's statistics after each phase.
-fn paired([a, b]: [Call; 2], run: &mut RunTime, stats: &dyn Fn() -> Option<RunStats>) -> f64 {
+/// state of the CPU. With `stats` (the program's statistics, read after each phase), also the
+/// program's run time ([`RunTime`]; `f64::MAX` without).
+fn paired(
+    [a, b]: [Call; 2],
+    stats: Option<&dyn Fn() -> Result<RunStats, String>>,
+) -> Result<(f64, f64), String> {
+    let mut run = stats.map(|s| s().map(RunTime::new)).transpose()?;
     let t = Instant::now();
     let (mut x, mut y) = (f64::MAX, f64::MAX);
     for block in 0..BLOCKS {
         let [p, q] = phase_ns([a, b]);
         (x, y) = (x.min(p), y.min(q));
-        if let Some(s) = stats() {
+        if let (Some(run), Some(Ok(s))) = (&mut run, stats.map(|s| s())) {
             run.phase(s);
         }
         if block + 1 >= MIN_BLOCKS && t.elapsed() > BUDGET / 2 {
             break;
         }
     }
-    x - y
+    Ok((x - y, run.map_or(f64::MAX, |r| r.best)))
 }
 
 /// Calibrate the dispatch cost of raw and classic tracepoints: the time one more event adds
@@ -444,20 +440,33 @@ pub fn calibrate(ebpf: &mut Ebpf) -> Vec<Dispatch> {
 /// more event no slower. A second timing is independent of the first.
 const ATTEMPTS: usize = 3;
 
+/// Load the tier's empty program and time it. Links a failed attach leaves go with the
+/// program's unload in [`calibrate`].
 fn calibrate_tier(ebpf: &mut Ebpf, tier: Tier) -> Result<Dispatch, String> {
     let err = |e: ProgramError| e.to_string();
     match tier {
-        Tier::RawTp => planner::program::<RawTracePoint>(ebpf, "floor_raw_tp")?.load(),
-        _ => planner::program::<TracePoint>(ebpf, "floor_tracepoint")?.load(),
+        Tier::RawTp => {
+            let p: &mut RawTracePoint = planner::program(ebpf, "floor_raw_tp")?;
+            p.load().map_err(err)?;
+            attempts(tier, || raw_event(p))
+        }
+        _ => {
+            let p: &mut TracePoint = planner::program(ebpf, "floor_tracepoint")?;
+            p.load().map_err(err)?;
+            attempts(tier, || classic_event(p))
+        }
     }
-    .map_err(err)?;
+}
+
+/// `timed` (ns added, run time) up to `ATTEMPTS` times, until the difference is possible.
+fn attempts(
+    tier: Tier,
+    mut timed: impl FnMut() -> Result<(f64, f64), String>,
+) -> Result<Dispatch, String> {
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        let added = match tier {
-            Tier::RawTp => planner::program(ebpf, "floor_raw_tp").and_then(raw_event),
-            _ => planner::program(ebpf, "floor_tracepoint").and_then(classic_event),
-        }?;
-        match dispatch(tier, added.0, added.1) {
+        let (added, run) = timed()?;
+        match dispatch(tier, added, run) {
             Ok(d) => return Ok(d),
             Err(e) => last = e,
         }
@@ -496,12 +505,9 @@ fn added_by<L>(
     attach: impl FnOnce() -> Result<L, String>,
     detach: impl FnOnce(L) -> Result<(), String>,
 ) -> Result<(f64, f64), String> {
-    let bodies = paired(calls, &mut RunTime::new((0, 0)), &|| None);
+    let (bodies, _) = paired(calls, None)?;
     let links = attach()?;
-    let traced = stats().map(|start| {
-        let mut run = RunTime::new(start);
-        (paired(calls, &mut run, &|| stats().ok()), run.best)
-    });
+    let traced = paired(calls, Some(stats));
     detach(links)?;
     let (traced, run) = traced?;
     log::debug!("one more event: {traced:.1} ns traced, {bodies:.1} ns untraced");
@@ -531,19 +537,10 @@ fn classic_event(p: &mut TracePoint) -> Result<(f64, f64), String> {
         [Call::GetPpid, Call::GetPid],
         &|| stats_of(p.borrow().info()),
         || {
-            let mut links = Vec::new();
-            for event in ["sys_enter_getppid", "sys_exit_getppid", "sys_enter_getpid"] {
-                match p.borrow_mut().attach("syscalls", event) {
-                    Ok(l) => links.push(l),
-                    Err(e) => {
-                        for l in links {
-                            let _ = p.borrow_mut().detach(l);
-                        }
-                        return Err(e.to_string());
-                    }
-                }
-            }
-            Ok(links)
+            ["sys_enter_getppid", "sys_exit_getppid", "sys_enter_getpid"]
+                .into_iter()
+                .map(|event| p.borrow_mut().attach("syscalls", event).map_err(err))
+                .collect::<Result<Vec<_>, _>>()
         },
         |links| {
             links
