@@ -10,19 +10,17 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use copytrace_common::{
-    InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, plan, syscall,
-};
+use copytrace_common::{InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, syscall};
 
 use crate::{
-    CONFIG, INFLIGHT, PLAN, SAMPLE, SPANS,
+    CONFIG, INFLIGHT, SAMPLE, SPANS,
     filter::{armed, traced},
     rows::{bump, config_u32, key, now, offsets, read_kernel, record},
-    socket::{SOCK_SEEN_HOOK, fd_socket},
+    socket::{SOCK_SEEN_HOOK, mark_fd_socket, sockets_by_fd},
 };
 
 /// A tracked call entered: `flags` are its send flags where it has them; `fd` its descriptor
-/// when the socket paths' raw tier finds sockets through it (see [`fd_socket`]).
+/// when the socket paths' raw tier looks its socket up now (receives; see `socket`).
 #[inline(always)]
 fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
     let bits = if flags & MSG_ZEROCOPY != 0 {
@@ -43,7 +41,7 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
             f.aux = bits;
             f.op = op;
             f.state = state;
-            mark_socket(f, fd);
+            mark_fd_socket(f, fd);
         },
         None => {
             let mut v = InFlight {
@@ -53,26 +51,12 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
                 state,
                 ..InFlight::default()
             };
-            mark_socket(&mut v, fd);
+            mark_fd_socket(&mut v, fd);
             if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
                 bump(counter::INFLIGHT_FULL);
             }
         }
     }
-}
-
-/// The call's socket, if its descriptor `fd` is one (raw tier); nothing known yet otherwise
-/// (the socket layer's probes or tracepoints mark it later).
-#[inline(always)]
-fn mark_socket(f: &mut InFlight, fd: Option<u64>) {
-    let sock = fd.and_then(|fd| fd_socket(fd, f));
-    let (seen, (family, proto)) = match sock {
-        Some(fields) => (SOCK_SEEN_HOOK, fields),
-        None => (0, (0, 0)),
-    };
-    f.sock_seen = seen;
-    f.family = family;
-    f.proto = proto;
 }
 
 /// The thread is between tracked calls from now on (its first exit since attach).
@@ -88,13 +72,13 @@ fn mark_between_calls(pid_tgid: u64) {
 /// idle, if the thread has one. The entry is the current thread's alone: it is read in place,
 /// not copied (only a new call of this thread rewrites it).
 #[inline(always)]
-fn take_call(pid_tgid: u64) -> Option<(&'static InFlight, u32)> {
+fn take_call(pid_tgid: u64) -> Option<(&'static mut InFlight, u32)> {
     let p = INFLIGHT.get_ptr_mut(pid_tgid)?;
     // SAFETY: valid map value owned by the current task.
     Some(unsafe {
         let state = (*p).state;
         (*p).state = 0;
-        (&*p, state)
+        (&mut *p, state)
     })
 }
 
@@ -296,6 +280,13 @@ const REGS_RDX: u32 = 12 * 8;
 const REGS_R10: u32 = 7 * 8;
 const REGS_ORIG_RAX: u32 = 15 * 8;
 
+/// The descriptor of a tracked call: its first argument (sendfile: the output). The saved
+/// registers still hold it at exit (only `ax` takes the return value).
+#[inline(always)]
+fn call_fd(regs: *const u8) -> u64 {
+    read_kernel::<u64>(regs, REGS_RDI)
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     let nr: u64 = ctx.arg(1);
@@ -312,9 +303,8 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
         syscall::SENDTO => read_kernel::<u64>(regs, REGS_R10),
         _ => 0,
     };
-    // Every tracked call's descriptor is its first argument (sendfile: the output).
-    let by_fd = PLAN.get(0).is_some_and(|p| *p & plan::SOCKETS_BY_FD != 0);
-    let fd = by_fd.then(|| read_kernel::<u64>(regs, REGS_RDI));
+    // A receive's socket is looked up now; a send's only at exit, if TCP did not name it.
+    let fd = (!syscall::is_send(op) && sockets_by_fd()).then(|| call_fd(regs));
     on_enter(pid_tgid, op, flags, fd);
     0
 }
@@ -328,6 +318,17 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     // System calls do not nest: a thread's next exit after a tracked entry is that call's.
     match take_call(pid_tgid) {
         Some((f, state)) if state & inflight::ACTIVE != 0 => {
+            let counted = inflight::ACTIVE | inflight::IN_WINDOW;
+            if state & counted == counted
+                && f.sock_seen == 0
+                && syscall::is_send(f.op)
+                && sockets_by_fd()
+            {
+                // A send TCP's copy loop did not mark (another protocol, a file, a pipe, or
+                // a TCP send that failed first): the socket behind its descriptor, if any.
+                let regs: *const u8 = ctx.arg(0);
+                mark_fd_socket(f, Some(call_fd(regs)));
+            }
             on_exit(pid_tgid, f, state, ctx.arg(1))
         }
         Some(_) => {}

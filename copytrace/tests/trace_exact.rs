@@ -5,8 +5,8 @@
 //! thread's tid must match call for call and byte for byte.
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    os::fd::AsRawFd,
+    net::{TcpListener, TcpStream, UdpSocket},
+    os::{fd::AsRawFd, unix::net::UnixStream},
     sync::mpsc,
     thread,
 };
@@ -180,4 +180,127 @@ fn file_writes_are_not_socket_writes() {
     let snap = tracer.snapshot().unwrap().for_thread(tid);
     let w = snap.total(path::SYSCALL, Some(syscall::WRITE));
     assert_eq!((w.count, w.bytes), (1, 1234), "rows: {:?}", snap.rows);
+}
+
+/// Socket sends of every kind on one thread, and a pipe write that is none: each socket
+/// call must land in the socket row of its own (family, protocol), on both tracepoint tiers.
+/// The raw tier finds them two ways — TCP's copy loop names its socket, every other send is
+/// looked up through its descriptor at exit (UDP, Unix, a pipe, and a TCP send that fails
+/// before the copy loop) — so each way is checked here against the calls the test made.
+fn sends_of_every_kind_land_in_their_rows(best_tier: Tier) {
+    let tracer = Tracer::start(&TraceOptions {
+        pids: vec![std::process::id()],
+        include_self: true,
+        best_tier,
+        ..Default::default()
+    })
+    .expect("tracer starts (are we root?)");
+    let (stream, receiver) = connection();
+    let tid = thread::spawn(move || {
+        let write = |fd: i32, n: usize| {
+            // SAFETY: valid fd and buffer.
+            let r = unsafe { libc::write(fd, [3u8; 1000].as_ptr().cast(), n) };
+            assert_eq!(r, n as isize, "write: {}", std::io::Error::last_os_error());
+        };
+        let udp_rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp_tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..5 {
+            assert_eq!(
+                udp_tx
+                    .send_to(&[1u8; 300], udp_rx.local_addr().unwrap())
+                    .unwrap(),
+                300
+            );
+        }
+        let (unix, _peer) = UnixStream::pair().unwrap();
+        for _ in 0..4 {
+            write(unix.as_raw_fd(), 200);
+        }
+        let mut pipe = [0i32; 2];
+        // SAFETY: valid array of two descriptors.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        write(pipe[1], 64);
+        write(pipe[1], 64);
+        for _ in 0..3 {
+            write(stream.as_raw_fd(), 1000);
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // SAFETY: valid fd and buffer.
+        let r = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                [0u8; 10].as_ptr().cast(),
+                10,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EPIPE)
+        );
+        // SAFETY: the test's own descriptors.
+        unsafe {
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+        }
+        gettid()
+    })
+    .join()
+    .unwrap();
+    receiver.join().unwrap();
+    let snap = tracer.snapshot().unwrap().for_thread(tid);
+    let sock = |family: i32, proto: i32| {
+        let s = snap.sum(|k| {
+            k.path == path::SOCK_SEND
+                && k.op == proto as u16
+                && copytrace_common::aux::family(k.aux) == family as u16
+        });
+        (s.count, s.bytes, s.errors)
+    };
+    let tier = best_tier.as_str();
+    assert_eq!(
+        sock(libc::AF_INET, libc::IPPROTO_UDP),
+        (5, 1500, 0),
+        "{tier} UDP: {:?}",
+        snap.rows
+    );
+    assert_eq!(
+        sock(libc::AF_UNIX, 0),
+        (4, 800, 0),
+        "{tier} Unix: {:?}",
+        snap.rows
+    );
+    assert_eq!(
+        sock(libc::AF_INET, libc::IPPROTO_TCP),
+        (4, 3000, 1),
+        "{tier} TCP: {:?}",
+        snap.rows
+    );
+    // The pipe is no socket: 13 socket sends, 7 of them write().
+    assert_eq!(
+        snap.total(path::SOCK_SEND, None).count,
+        13,
+        "{tier}: {:?}",
+        snap.rows
+    );
+    let w = snap.total(path::SYSCALL, Some(syscall::WRITE));
+    assert_eq!(
+        (w.count, w.bytes),
+        (7, 3800),
+        "{tier} write rows: {:?}",
+        snap.rows
+    );
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn sends_of_every_kind_land_in_their_rows_raw_tier() {
+    sends_of_every_kind_land_in_their_rows(Tier::RawTp);
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn sends_of_every_kind_land_in_their_rows_classic_tier() {
+    sends_of_every_kind_land_in_their_rows(Tier::Tracepoint);
 }
