@@ -236,8 +236,8 @@ impl Default for Stats {
 /// Bits of the `PLAN` map (index 0): how user space attached the paths, for programs whose
 /// work depends on it. Written once after planning, before the trace is armed.
 pub mod plan {
-    /// The socket paths' raw tier: the system call's entry finds the socket behind its
-    /// descriptor (no program runs in the socket layer).
+    /// The socket paths' raw tier (no program runs in the socket layer): TCP's copy loop
+    /// names a send's socket, the system call finds any other call's behind its descriptor.
     pub const SOCKETS_BY_FD: u32 = 1;
 }
 
@@ -278,15 +278,16 @@ pub struct InFlight {
     pub proto: u16,
     /// [`inflight`] bits.
     pub state: u32,
-    /// (family, protocol) of the socket `sk_cache` last seen by the raw socket tracepoints
-    /// (packed family << 16 | protocol): a thread usually sends on one socket, and reading
-    /// the two fields from the socket costs two helper calls per event. A freed socket's
-    /// address is reused only by a socket of the same protocol (each protocol allocates its
-    /// socks from its own slab cache), so the pair cannot go stale.
+    /// (family, protocol) of the socket `sk_cache` last seen by the raw tier (the descriptor
+    /// walk, or `tcp_sendmsg_locked`'s `sk`), packed family << 16 | protocol: a thread usually
+    /// sends on one socket, and reading the two fields from the socket costs two helper calls
+    /// per event. A freed socket's address is reused only by a socket of the same protocol
+    /// (each protocol allocates its socks from its own slab cache), so the pair cannot go
+    /// stale.
     pub sk_fields: u32,
     /// The `struct sock *` those fields belong to (0: none yet). Kept across calls.
     pub sk_cache: u64,
-    /// Raw tier, sockets found through the descriptor at entry: the inode of the last socket
+    /// Raw tier, sockets found through the descriptor: the inode of the last socket
     /// this thread used (0: none). Socket inodes come from their own slab cache, so an
     /// address found here again is a socket's inode, whatever became of the old one.
     pub sock_inode: u64,
@@ -402,8 +403,9 @@ pub struct TpOffsets {
     /// The path from a descriptor to its socket (from BTF): `task_struct.files`,
     /// `files_struct.fdt`, `fdtable.max_fds` (the `fd` array pointer follows it),
     /// `file.f_inode`, `inode.i_mode`, `socket_alloc.vfs_inode` (a socket's inode and its
-    /// `struct socket` are one allocation). The raw tier of the socket paths reads them at a
-    /// call's entry instead of taking an event in the socket layer. `task_files` 0 = unknown
+    /// `struct socket` are one allocation). The raw tier of the socket paths reads them for
+    /// the calls TCP does not name the socket of, instead of taking an event in the socket
+    /// layer. `task_files` 0 = unknown
     /// (that tier is then refused).
     pub task_files: u32,
     pub files_fdt: u32,

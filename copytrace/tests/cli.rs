@@ -191,8 +191,8 @@ s.close(); t.join()
         .iter()
         .map(|p| p["program"].as_str().unwrap())
         .collect();
-    // The sends' own programs ran (on the raw tier the socket layer has none: the socket is
-    // found through the call's descriptor at entry).
+    // The sends' own programs ran (on the raw tier the socket layer has none: a TCP send's
+    // socket comes from tcp_sendmsg_locked).
     assert!(
         names.iter().any(|n| n.contains("sys_exit")) && names.iter().any(|n| n.contains("tcp")),
         "the system call and tcp_sendmsg programs ran: {names:?}"

@@ -176,11 +176,13 @@ const SYSCALL_TRACEPOINTS: Candidate = Candidate {
     hooks: &[("", HookKind::Tracepoint("syscalls"))],
 };
 
-/// The socket paths' raw tier: no program in the socket layer. The raw `sys_enter` program
-/// finds the socket behind a tracked call's descriptor (for traced threads only), and the exit
-/// writes the socket row from the call's return value, as the probe tiers do. A socket-layer
-/// tracepoint costs one more dispatch for every socket call on the machine, traced or not.
-/// It needs the raw tier of the system calls (checked after they are attached).
+/// The socket paths' raw tier: no program in the socket layer. A TCP send is marked by the
+/// raw `tcp_sendmsg_locked` program with its `sk`, where the tcp_sendmsg path has that tier;
+/// any other tracked call of a traced thread has the socket behind its descriptor looked up
+/// by the raw `sys_enter` (receives) or `sys_exit` (sends) program, and the exit writes the
+/// socket row from the call's return value, as the probe tiers do. A socket-layer tracepoint
+/// costs one more dispatch for every socket call on the machine, traced or not. It needs the
+/// raw tier of the system calls (checked after they are attached).
 const SOCKETS_BY_FD: Candidate = Candidate {
     tier: Tier::RawTp,
     targets: &[SOCKETS_BY_FD_TARGET],
@@ -188,7 +190,8 @@ const SOCKETS_BY_FD: Candidate = Candidate {
 };
 
 /// How a socket path attached to the raw tier is reported.
-pub const SOCKETS_BY_FD_TARGET: &str = "the call's descriptor, at raw_syscalls:sys_enter";
+pub const SOCKETS_BY_FD_TARGET: &str =
+    "the call's descriptor, at raw_syscalls (a TCP send: tcp_sendmsg_locked's sk)";
 
 const PIN_FUNCTIONS: &[&str] = &[
     "get_user_pages_fast",
