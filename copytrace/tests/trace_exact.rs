@@ -288,24 +288,15 @@ fn sends_of_every_kind_land_in_their_rows(best_tier: Tier) {
         );
         return;
     }
-    assert_eq!(
-        sock(libc::AF_INET, libc::IPPROTO_UDP),
-        (5, 1500, 0),
-        "{tier} UDP: {:?}",
-        snap.rows
-    );
-    assert_eq!(
-        sock(libc::AF_UNIX, 0),
-        (4, 800, 0),
-        "{tier} Unix: {:?}",
-        snap.rows
-    );
-    assert_eq!(
-        sock(libc::AF_INET, libc::IPPROTO_TCP),
-        (4, 3000, 1),
-        "{tier} TCP: {:?}",
-        snap.rows
-    );
+    // (calls, bytes, errors) per kind of socket.
+    let want = [
+        ("UDP", libc::AF_INET, libc::IPPROTO_UDP, (5, 1500, 0)),
+        ("Unix", libc::AF_UNIX, 0, (4, 800, 0)),
+        ("TCP", libc::AF_INET, libc::IPPROTO_TCP, (4, 3000, 1)),
+    ];
+    for (name, family, proto, calls) in want {
+        assert_eq!(sock(family, proto), calls, "{tier} {name}: {:?}", snap.rows);
+    }
     // The pipe is no socket: 13 socket sends, 7 of them write().
     assert_eq!(
         snap.total(path::SOCK_SEND, None).count,
