@@ -287,9 +287,9 @@ pub struct InFlight {
     pub sk_fields: u32,
     /// The `struct sock *` those fields belong to (0: none yet). Kept across calls.
     pub sk_cache: u64,
-    /// Raw tier, sockets found through the descriptor: the inode of the last socket
-    /// this thread used (0: none). Socket inodes come from their own slab cache, so an
-    /// address found here again is a socket's inode, whatever became of the old one.
+    /// Raw tier, sockets found through the descriptor: the inode of the last socket this
+    /// thread used (0: none). Socket inodes come from their own slab cache, so an address
+    /// found here again is a socket's inode, whatever became of the old one.
     pub sock_inode: u64,
 }
 
@@ -405,8 +405,7 @@ pub struct TpOffsets {
     /// `file.f_inode`, `inode.i_mode`, `socket_alloc.vfs_inode` (a socket's inode and its
     /// `struct socket` are one allocation). The raw tier of the socket paths reads them for
     /// the calls TCP does not name the socket of, instead of taking an event in the socket
-    /// layer. `task_files` 0 = unknown
-    /// (that tier is then refused).
+    /// layer. `task_files` 0 = unknown (that tier is then refused).
     pub task_files: u32,
     pub files_fdt: u32,
     pub fdt_max_fds: u32,

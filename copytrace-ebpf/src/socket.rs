@@ -5,9 +5,9 @@
 //! in-flight system call (its row is written at the call's exit, see `syscalls`); the raw
 //! tier, which takes a TCP send's socket from TCP's copy loop and finds any other call's
 //! through its descriptor (no event in the socket layer at all, see [`fd_socket`]) and writes
-//! the row at exit too; and the classic
-//! `sock:sock_{send,recv}_length` tracepoints (kernel 6.3+), one event per `sock_sendmsg()` /
-//! `sock_recvmsg()` return, which also see socket calls outside system calls (io_uring).
+//! the row at exit too; and the classic `sock:sock_{send,recv}_length` tracepoints (kernel
+//! 6.3+), one event per `sock_sendmsg()` / `sock_recvmsg()` return, which also see socket
+//! calls outside system calls (io_uring).
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
@@ -221,18 +221,25 @@ pub fn sockets_by_fd() -> bool {
     PLAN.get(0).is_some_and(|p| *p & plan::SOCKETS_BY_FD != 0)
 }
 
-/// Mark the call `f` as a socket call on the socket behind its descriptor `fd`, if that is
-/// one; unmark it otherwise.
+/// Mark the call `f` as a socket call on a socket of `fields` (family, protocol), or as no
+/// socket call (yet) with `None`.
 #[inline(always)]
-pub fn mark_fd_socket(f: &mut InFlight, fd: Option<u64>) {
-    let sock = fd.and_then(|fd| fd_socket(fd, f));
-    let (seen, (family, proto)) = match sock {
+fn mark_socket(f: &mut InFlight, fields: Option<(u16, u16)>) {
+    let (seen, (family, proto)) = match fields {
         Some(fields) => (SOCK_SEEN_HOOK, fields),
         None => (0, (0, 0)),
     };
     f.sock_seen = seen;
     f.family = family;
     f.proto = proto;
+}
+
+/// Mark the call `f` as a socket call on the socket behind its descriptor `fd`, if that is
+/// one; unmark it otherwise.
+#[inline(always)]
+pub fn mark_fd_socket(f: &mut InFlight, fd: Option<u64>) {
+    let fields = fd.and_then(|fd| fd_socket(fd, f));
+    mark_socket(f, fields);
 }
 
 /// Raw tier: the send call `f` reached TCP's copy loop on `sk`, so it is a socket call on
@@ -244,10 +251,8 @@ pub fn mark_tcp_socket(f: &mut InFlight, sk: u64) {
     if f.sock_seen != 0 || !syscall::is_send(f.op) || !sockets_by_fd() {
         return;
     }
-    let (family, proto) = cached_sock_fields(f, sk);
-    f.sock_seen = SOCK_SEEN_HOOK;
-    f.family = family;
-    f.proto = proto;
+    let fields = cached_sock_fields(f, sk);
+    mark_socket(f, Some(fields));
 }
 
 // --- probe tiers: the LSM hook security_socket_{send,recv}msg(sock, msg, size) ---------------
