@@ -41,6 +41,9 @@ mod uring;
 mod usercopy;
 mod zerocopy;
 
+// Never attached by a trace: the tests make the kernel skip their runs.
+mod skipcheck;
+
 /// Written by user space (`EbpfLoader::override_global`) before load.
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::ZERO;

@@ -188,7 +188,7 @@ impl Page {
         counter(
             enc,
             "copytrace_lost_events",
-            "Events the tracer lost (a map was full): the totals are incomplete when this grows.",
+            "Events the tracer lost (a map was full, or the kernel skipped a program run): the totals are incomplete when this grows.",
             &by_reason(&m.lost),
         )?;
         counter(

@@ -30,7 +30,7 @@ pub struct Metrics {
     pub plan: Vec<(String, String, String)>,
     pub label_by: String,
     pub series: BTreeMap<SeriesKey, Value>,
-    /// Events lost by the tracer (maps full), by reason.
+    /// Events lost by the tracer (maps full, program runs the kernel skipped), by reason.
     pub lost: Vec<(&'static str, u64)>,
     /// Events deliberately not counted, by reason.
     pub uncounted: Vec<(&'static str, u64)>,
@@ -208,6 +208,7 @@ fn lost(c: &crate::trace::Counters) -> Vec<(&'static str, u64)> {
         ("entry_map_full", c.entry_full),
         ("io_uring_cq_overflow", c.uring_overflow),
         ("offcpu_map_full", c.offcpu_full),
+        ("program_run_skipped_by_kernel", c.skipped_runs),
     ]
 }
 

@@ -47,7 +47,7 @@ pub struct Breakdown {
     /// (softirq on behalf of another task, ksoftirqd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred_unattributed_bytes: Option<u64>,
-    /// Events lost by the tracer (maps full), which would make the numbers incomplete.
+    /// Events lost by the tracer (maps full, program runs the kernel skipped), which would make the numbers incomplete.
     pub lost_events: u64,
 }
 
@@ -292,7 +292,7 @@ impl Breakdown {
             ));
         }
         if !notes.is_empty() {
-            out.push_str("derived and unavailable paths:\n");
+            out.push_str("notes on the paths (derived, unavailable, incompletely counted):\n");
             out.push_str(&notes.join("\n"));
             out.push('\n');
         }

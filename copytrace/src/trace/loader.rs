@@ -24,6 +24,7 @@ use crate::{
         TracerCost, btf, cost,
         maps::{map_mut, map_ref},
         planner::{self, KernelSymbols, PathDecision, Phase, PlanOptions, Tier},
+        skipped,
         snapshot::Snapshot,
         tracefs::{self, Format},
     },
@@ -368,6 +369,7 @@ impl Tracer {
         let base = planner::attach_paths(&mut ebpf, btf.as_ref(), &root, &syms, popts, Phase::Base);
         decisions.extend(base);
         planner::canonical_order(&mut decisions);
+        skipped::note_uncounted(&mut decisions);
         if let Some(d) = decisions
             .iter()
             .find(|d| d.path == planner::names::SYSCALLS && d.tier == Tier::Unavailable)

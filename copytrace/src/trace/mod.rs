@@ -7,6 +7,7 @@ pub mod maps;
 pub mod planner;
 pub mod process;
 pub mod render;
+pub mod skipped;
 pub mod snapshot;
 pub mod tracefs;
 

@@ -65,6 +65,19 @@ pub fn breakdown(snap: &Snapshot) -> String {
         c.unpaired_exits,
         c.unknown_context
     ));
+    if !snap.skipped.is_empty() {
+        let by_program: Vec<String> = snap
+            .skipped
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "{} of the lost events are program runs the kernel skipped (a probe that fired \
+             while another probe's program ran on the CPU): {}\n",
+            c.skipped_runs,
+            by_program.join(", ")
+        ));
+    }
     if c.straddling_calls > 0 {
         out.push_str(&format!(
             "{} call(s) still in flight when the trace ended: their nested events are \

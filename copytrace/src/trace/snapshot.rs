@@ -8,7 +8,10 @@ use aya::{
 use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall, uring};
 use serde::{Deserialize, Serialize};
 
-use crate::{error::Result, trace::maps::map_ref};
+use crate::{
+    error::Result,
+    trace::{maps::map_ref, skipped},
+};
 
 /// Element-wise arithmetic on [`Stats`] (sums across CPUs, deltas between snapshots).
 pub trait StatsExt {
@@ -117,6 +120,10 @@ pub struct Counters {
     /// map full).
     #[serde(default)]
     pub offcpu_full: u64,
+    /// Program runs the kernel skipped (a probe that fired while another probe's program
+    /// ran on the CPU, see [`crate::trace::skipped`]): each is an event missing.
+    #[serde(default)]
+    pub skipped_runs: u64,
     /// Events recorded (sum of all row counts).
     pub events: u64,
 }
@@ -130,6 +137,7 @@ impl Counters {
             + self.entry_full
             + self.uring_overflow
             + self.offcpu_full
+            + self.skipped_runs
     }
 
     fn minus(&self, e: &Counters) -> Counters {
@@ -144,6 +152,7 @@ impl Counters {
             ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
             uring_overflow: self.uring_overflow.saturating_sub(e.uring_overflow),
             offcpu_full: self.offcpu_full.saturating_sub(e.offcpu_full),
+            skipped_runs: self.skipped_runs.saturating_sub(e.skipped_runs),
             events: self.events.saturating_sub(e.events),
         }
     }
@@ -154,6 +163,8 @@ impl Counters {
 pub struct Snapshot {
     pub rows: BTreeMap<StatKey, Stats>,
     pub counters: Counters,
+    /// Runs the kernel skipped, by program (only programs that skipped some).
+    pub skipped: BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -194,9 +205,17 @@ impl Snapshot {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
             uring_overflow: get(counter::URING_OVERFLOW)?,
             offcpu_full: get(counter::OFFCPU_FULL)?,
+            skipped_runs: 0,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
-        Ok(Snapshot { rows, counters })
+        let mut snap = Snapshot {
+            rows,
+            counters,
+            skipped: skipped::runs(ebpf),
+        };
+        snap.counters.skipped_runs = snap.skipped.values().sum();
+        snap.skipped.retain(|_, n| *n > 0);
+        Ok(snap)
     }
 
     /// What happened between `earlier` and `self`.
@@ -210,9 +229,21 @@ impl Snapshot {
             })
             .filter(|(_, v)| v.count > 0)
             .collect();
+        let skipped = self
+            .skipped
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.clone(),
+                    n - earlier.skipped.get(p).copied().unwrap_or(0).min(*n),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
         Snapshot {
             rows,
             counters: self.counters.minus(&earlier.counters),
+            skipped,
         }
     }
 
@@ -226,6 +257,7 @@ impl Snapshot {
                 .map(|(k, v)| (*k, *v))
                 .collect(),
             counters: self.counters,
+            skipped: self.skipped.clone(),
         }
     }
 

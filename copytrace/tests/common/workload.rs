@@ -212,18 +212,47 @@ pub fn tiers_agree_on_one_workload(caps: &[Tier]) -> Vec<String> {
             .expect("tracer starts")
         })
         .collect();
-    let before: Vec<Snapshot> = tracers.iter().map(|t| t.snapshot().unwrap()).collect();
+    let before = common_snapshots(&tracers);
     for via in [Via::Send, Via::SendmsgIovec, Via::ZeroCopy] {
         send_phase(via);
     }
     new_modes_child();
     // Late deferred copies and completions of the zero-copy phase land before the snapshots.
     std::thread::sleep(Duration::from_millis(300));
+    let after = common_snapshots(&tracers);
     let views: Vec<TierView> = tracers
         .iter()
-        .zip(&before)
+        .zip(before.iter().zip(&after))
         .zip(caps.iter().copied())
-        .map(|((t, b), cap)| TierView::of(cap, &t.snapshot().unwrap().since(b), t.decisions()))
+        .map(|((t, (b, a)), cap)| TierView::of(cap, &a.since(b), t.decisions()))
         .collect();
     tiers_agree(&views)
+}
+
+/// One snapshot per tracer, all of the same events. The tracers are read one after another,
+/// and an event that lands in between (a deferred copy or completion of earlier traffic, in
+/// softirq) would count for the later ones only: so the first tracer is read again after
+/// the last, and the round is repeated until its counts held still across it. Off-CPU time
+/// is left out of that test: reading the maps is itself time off and on the CPU.
+fn common_snapshots(tracers: &[Tracer]) -> Vec<Snapshot> {
+    let counts = |s: &Snapshot| -> Vec<_> {
+        s.rows
+            .iter()
+            .filter(|(k, _)| k.path != copytrace_common::path::OFF_CPU)
+            .map(|(k, v)| (*k, v.count, v.bytes))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snaps: Vec<Snapshot> = tracers.iter().map(|t| t.snapshot().unwrap()).collect();
+        let again = tracers[0].snapshot().unwrap();
+        if counts(&again) == counts(&snaps[0]) {
+            return snaps;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the traced counts never held still for one round of snapshots in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
