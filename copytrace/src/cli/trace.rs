@@ -349,6 +349,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             threads: threads.clone(),
             intervals,
             counters: snap.counters,
+            skipped_runs_by_program: snap.skipped.clone(),
             spans: args.perfetto.as_ref().map(|_| SpanInfo {
                 sample_every: args.sample,
                 sampled: spans.len(),

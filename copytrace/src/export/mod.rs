@@ -15,7 +15,8 @@
 //!   "intervals": [{end_s, syscalls: [...]}],             // with -i
 //!   "counters": {stats_full, inflight_full, unpaired_exits, unknown_context,
 //!                straddling_calls, pids_full, entry_full, ringbuf_full, uring_overflow,
-//!                offcpu_full, events},
+//!                offcpu_full, skipped_runs, events},
+//!   "skipped_runs_by_program": {name: runs},             // when the kernel skipped some
 //!   "spans": {sampled, written, sample_every}
 //! }
 //! ```
@@ -80,6 +81,9 @@ pub struct TraceDocument {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<Interval>,
     pub counters: Counters,
+    /// Runs the kernel skipped, by program (see [`crate::trace::skipped`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_runs_by_program: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<SpanInfo>,
     /// What watching cost (copytrace's own kernel-side time).
