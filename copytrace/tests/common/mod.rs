@@ -80,7 +80,9 @@ pub fn run_bench(name: &str, args: &[&str]) -> copytrace::bench::results::BenchD
 }
 
 /// `copytrace` arguments for a short untraced run of the sendfile and io_uring modes, up to
-/// `--json` (its file follows).
+/// `--json` (its file follows). The window is a second: loopback under the guests' emulated
+/// CPUs, with four tracers attached, drops segments, and one retransmission timeout (200 ms
+/// at least) stalled a 200 ms window with no message completed.
 #[allow(dead_code)] // used by the modes, guest_tier and tiers test binaries
 pub const NEW_MODES_BENCH: [&str; 16] = [
     "bench",
@@ -94,7 +96,7 @@ pub const NEW_MODES_BENCH: [&str; 16] = [
     "--threads",
     "1",
     "--duration",
-    "200ms",
+    "1s",
     "--warmup",
     "50ms",
     "--repeat",
