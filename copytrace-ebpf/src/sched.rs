@@ -16,21 +16,24 @@ use crate::{
     rows::{bump, config_u32, now, offsets, read_kernel, record},
 };
 
-/// A context switch to `next` (tid), in the context of the task switched out; `prev_exits`
-/// when that was the task's last switch (it has exited: nothing may be left behind for it).
-/// `next_tgid` is the process of `next` where the tier knows it, so that a switch to a task
-/// copytrace does not trace costs no map lookup.
+/// Is the task being switched out (the current one) traced, and inside the window?
 #[inline(always)]
-fn switch(next: u32, next_tgid: Option<u32>, prev_exits: bool) {
+fn prev_traced() -> bool {
     let prev = bpf_get_current_pid_tgid();
-    // Most switches are between tasks copytrace does not trace: no clock, no map.
-    let prev_traced = prev as u32 != 0 && !prev_exits && traced(prev) && armed();
-    let next_maybe = next != 0 && next_tgid.is_none_or(maybe_traced);
-    if !prev_traced && !next_maybe {
+    prev as u32 != 0 && traced(prev) && armed()
+}
+
+/// A context switch, in the context of the task switched out: `prev_traced` when that task
+/// is traced, in the window, and not making its last switch (it has exited: nothing may be
+/// left behind for it); `next` the tid switched in, 0 when it cannot be a traced task.
+#[inline(always)]
+fn switch(prev_traced: bool, next: u32) {
+    if !prev_traced && next == 0 {
         return;
     }
     let t = now();
     if prev_traced {
+        let prev = bpf_get_current_pid_tgid();
         let v = OffCpu {
             since_ns: t,
             tgid: (prev >> 32) as u32,
@@ -40,7 +43,7 @@ fn switch(next: u32, next_tgid: Option<u32>, prev_exits: bool) {
             bump(counter::OFFCPU_FULL);
         }
     }
-    if !next_maybe {
+    if next == 0 {
         return;
     }
     if let Some(o) = OFFCPU.get_ptr(next) {
@@ -103,29 +106,32 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     };
     if let Ok(next) = next {
         // The record names no process of `next`: every switch-in is looked up.
-        switch(
-            next as u32,
-            None,
-            prev_state.is_ok_and(|s| s & REPORTED_EXIT != 0),
-        );
+        let exits = prev_state.is_ok_and(|s| s & REPORTED_EXIT != 0);
+        switch(!exits && prev_traced(), next as u32);
     }
     0
 }
 
-/// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, …)`.
+/// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, …)`. Most
+/// switches on a machine involve no traced task: they cost one read (the process of `next`)
+/// and the filter, no clock and no map.
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn raw_sched_switch(ctx: RawTracePointContext) -> i32 {
     let off = offsets();
-    let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
+    let next_maybe = maybe_traced(read_kernel::<i32>(next, off.task_tgid) as u32);
+    let prev = prev_traced();
+    if !next_maybe && !prev {
+        return 0;
+    }
     // A task's exit_state is set before its last switch (exit_notify, then do_task_dead).
-    let prev_exits = read_kernel::<i32>(prev, off.task_exit_state) != 0;
-    let next_tgid = read_kernel::<i32>(next, off.task_tgid) as u32;
-    switch(
-        read_kernel::<i32>(next, off.task_pid) as u32,
-        Some(next_tgid),
-        prev_exits,
-    );
+    let exits = prev && read_kernel::<i32>(ctx.arg(1), off.task_exit_state) != 0;
+    let next_tid = if next_maybe {
+        read_kernel::<i32>(next, off.task_pid) as u32
+    } else {
+        0
+    };
+    switch(prev && !exits, next_tid);
     0
 }
 

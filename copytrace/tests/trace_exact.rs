@@ -324,3 +324,93 @@ fn sends_of_every_kind_land_in_their_rows_raw_tier() {
 fn sends_of_every_kind_land_in_their_rows_classic_tier() {
     sends_of_every_kind_land_in_their_rows(Tier::Tracepoint);
 }
+
+/// (timeslices run, ns on CPU) of the calling thread: the kernel's own `schedstat`, whose
+/// timeslice count goes up at every switch-in, the thread's first one included.
+fn own_schedstat() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let v: Vec<u64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[2], v[0])
+}
+
+/// Off-CPU time of a traced thread against the kernel's own count of its switches. The thread
+/// runs SCHED_FIFO, so nothing preempts it, and sleeps `SLEEPS` times: every switch-in after
+/// its first (which no switch-out preceded) is one off-CPU event, so the row's count is its
+/// timeslices less one, exactly; their time lies within its wall time, and each sleep's event
+/// is at least the sleep (less the few µs from arming the timer to switching out, far inside
+/// the 10 % allowed). The thread is blocked when the snapshot is read: its last switch-out is
+/// not in yet. A process the tracer does not follow sleeps meanwhile and has no rows.
+fn off_cpu_is_exact(best_tier: Tier) {
+    const SLEEPS: u64 = 20;
+    const NAP: std::time::Duration = std::time::Duration::from_millis(5);
+    let tracer = Tracer::start(&TraceOptions {
+        pids: vec![std::process::id()],
+        include_self: true,
+        best_tier,
+        ..Default::default()
+    })
+    .expect("tracer starts");
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("0.05")
+        .spawn()
+        .unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let started = std::time::Instant::now();
+    let sleeper = thread::spawn(move || {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: sets the calling thread's policy; `param` outlives the call.
+        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        assert_eq!(set, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+        for _ in 0..SLEEPS {
+            thread::sleep(NAP);
+        }
+        let (slices, _) = own_schedstat();
+        done_tx.send((gettid(), slices, started.elapsed())).unwrap();
+        go_rx.recv().unwrap();
+    });
+    let (tid, slices, wall) = done_rx.recv().unwrap();
+    let snap = tracer.snapshot().unwrap();
+    go_tx.send(()).unwrap();
+    sleeper.join().unwrap();
+    let outsider_tgid = outsider.id();
+    outsider.wait().unwrap();
+    let tier = best_tier.as_str();
+    let rows: Vec<_> = snap
+        .rows
+        .iter()
+        .filter(|(k, _)| k.path == path::OFF_CPU && k.tid == tid)
+        .map(|(_, v)| *v)
+        .collect();
+    let count: u64 = rows.iter().map(|v| v.count).sum();
+    let total_ns: u64 = rows.iter().map(|v| v.total_ns).sum();
+    // Buckets of 2^22 ns (4.19 ms) and up: at least every sleep's event.
+    let long: u64 = rows.iter().map(|v| v.hist[22..].iter().sum::<u64>()).sum();
+    println!("{tier}: {count} off-CPU events, {total_ns} ns; {slices} timeslices, wall {wall:?}");
+    assert_eq!(count, slices - 1, "{tier}: off-CPU events vs timeslices");
+    assert!(
+        total_ns <= wall.as_nanos() as u64,
+        "{tier}: {total_ns} ns off CPU"
+    );
+    assert!(
+        total_ns >= SLEEPS * NAP.as_nanos() as u64 * 9 / 10,
+        "{tier}: {total_ns} ns off CPU for {SLEEPS} sleeps of {NAP:?}"
+    );
+    assert!(long >= SLEEPS, "{tier}: {long} events of 4 ms or more");
+    assert!(
+        !snap.rows.keys().any(|k| k.tgid == outsider_tgid),
+        "{tier}: the untraced child has rows"
+    );
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn off_cpu_is_exact_raw_tier() {
+    off_cpu_is_exact(Tier::RawTp);
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn off_cpu_is_exact_classic_tier() {
+    off_cpu_is_exact(Tier::Tracepoint);
+}
