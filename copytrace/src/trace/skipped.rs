@@ -17,7 +17,7 @@
 //! Kernels count kprobe skips from 6.7 on (the perf link's `kprobe.missed` came with them);
 //! before that they are invisible, which [`note_uncounted`] says on every kprobe-tier path.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io,
     os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     sync::OnceLock,
@@ -37,13 +37,15 @@ use crate::trace::{
 /// BPF skipped, plus, for kprobes, the hits the kprobe itself dropped. Programs the kernel
 /// will not describe count 0 (the snapshot must not fail for a statistic).
 pub fn runs(ebpf: &Ebpf) -> BTreeMap<String, u64> {
-    let probe_missed = kprobe_missed_by_program();
-    ebpf.programs()
-        .filter_map(|(name, p)| {
-            let fd = p.fd().ok()?;
-            let info = prog_info(fd.as_fd()).ok()?;
-            let n = info.recursion_misses + probe_missed.get(&info.id).copied().unwrap_or(0);
-            Some((name.to_string(), n))
+    let ours: Vec<(&str, bpf_prog_info)> = ebpf
+        .programs()
+        .filter_map(|(name, p)| Some((name, prog_info(p.fd().ok()?.as_fd()).ok()?)))
+        .collect();
+    let probe_missed = kprobe_missed_by_program(&ours.iter().map(|(_, i)| i.id).collect());
+    ours.into_iter()
+        .map(|(name, info)| {
+            let missed = probe_missed.get(&info.id).copied().unwrap_or(0);
+            (name.to_string(), info.recursion_misses + missed)
         })
         .collect()
 }
@@ -76,10 +78,12 @@ pub fn note_uncounted(decisions: &mut [PathDecision]) {
     }
 }
 
-/// Hits dropped by each kprobe (and kretprobe) link, by the id of the program on it.
-fn kprobe_missed_by_program() -> BTreeMap<u32, u64> {
+/// Hits dropped by each kprobe (and kretprobe) link of the programs `ours`, by program id.
+/// Other links on the machine are not opened again.
+fn kprobe_missed_by_program(ours: &BTreeSet<u32>) -> BTreeMap<u32, u64> {
     let mut out = BTreeMap::new();
-    for link in aya::programs::loaded_links().filter_map(|l| l.ok()) {
+    let links = aya::programs::loaded_links().filter_map(|l| l.ok());
+    for link in links.filter(|l| ours.contains(&l.program_id())) {
         let Ok(info) = link_fd(link.id()).and_then(|fd| link_info(fd.as_fd())) else {
             continue;
         };

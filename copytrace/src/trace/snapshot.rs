@@ -233,10 +233,8 @@ impl Snapshot {
             .skipped
             .iter()
             .map(|(p, n)| {
-                (
-                    p.clone(),
-                    n - earlier.skipped.get(p).copied().unwrap_or(0).min(*n),
-                )
+                let before = earlier.skipped.get(p).copied().unwrap_or(0);
+                (p.clone(), n.saturating_sub(before))
             })
             .filter(|(_, n)| *n > 0)
             .collect();
