@@ -65,6 +65,12 @@ fn installed(pkg: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
+/// Refresh the package lists (`apt-get update`): a fresh machine's may be stale or empty.
+pub fn update_index() -> anyhow::Result<()> {
+    eprintln!("xtask: updating the package lists (apt-get update)");
+    cmd::run(Command::new("apt-get").args(["update", "-q"]))
+}
+
 /// Install whichever of `needs` are missing (as root; one clear error otherwise).
 pub fn ensure(who: &str, needs: &[Need]) -> anyhow::Result<()> {
     let names = |v: &[&Need]| v.iter().map(|n| n.0).collect::<Vec<_>>().join(" ");
@@ -93,7 +99,7 @@ pub fn ensure(who: &str, needs: &[Need]) -> anyhow::Result<()> {
     );
     let install = |update: bool| -> anyhow::Result<()> {
         if update {
-            cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
+            update_index()?;
         }
         cmd::run(
             Command::new("apt-get")

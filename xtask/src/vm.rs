@@ -101,7 +101,14 @@ fn newest_612() -> anyhow::Result<String> {
 }
 
 fn prepare_kernel(spec: &str) -> anyhow::Result<Kernel> {
-    let pkg = kernel_package(spec)?;
+    // Stale package lists (a fresh machine's) may not offer the kernel yet: update once.
+    let pkg = match kernel_package(spec) {
+        Ok(p) => p,
+        Err(_) => {
+            packages::update_index()?;
+            kernel_package(spec)?
+        }
+    };
     let version = pkg.trim_start_matches("linux-image-").to_string();
     let dir = vm_dir().join(&pkg);
     fs::create_dir_all(&dir)?;
@@ -686,7 +693,11 @@ pub fn run(env: &BuildEnv, args: &VmArgs) -> anyhow::Result<ExitCode> {
     packages::ensure("vm-test", packages::VM)?;
     let specs: Vec<&str> = match args.kernel.as_str() {
         "all" => KERNELS.to_vec(),
-        one => vec![one],
+        one if KERNELS.contains(&one) => vec![one],
+        other => bail!(
+            "unknown kernel `{other}` (known: all, {})",
+            KERNELS.join(", ")
+        ),
     };
     // Downloads and images one after the other (apt, depmod) ...
     let guests = specs
