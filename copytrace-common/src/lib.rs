@@ -358,7 +358,11 @@ pub mod counter {
     pub const URING_OVERFLOW: u32 = 7;
     /// Off-CPU map full: a traced thread's time off CPU could not be timed.
     pub const OFFCPU_FULL: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// A traced thread switched out while its last switch out was still open: the switch in
+    /// between passed without the programs (one off-CPU interval lost, uncounted by the
+    /// kernel; seen while other tracers attach to or detach from `sched_switch`).
+    pub const OFFCPU_MISSED_SWITCH_IN: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Tracepoint field offsets, read at run time from tracefs `format` files, so the programs do

@@ -14,7 +14,7 @@ use copytrace_common::{aux, path};
 use crate::{
     filter::counts,
     pairing::{entry_key, pair_enter, pair_exit},
-    rows::{key, offsets, record},
+    rows::{field, key, offsets, record},
 };
 
 #[inline(always)]
@@ -93,8 +93,7 @@ pub fn raw_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset from the format file.
-    if let Ok(len) = unsafe { ctx.read_at::<i32>(offsets().skb_copy_len as usize) } {
+    if let Some(len) = field::<i32>(&ctx, offsets().skb_copy_len) {
         copy_starts(len);
     }
     0

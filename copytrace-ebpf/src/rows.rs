@@ -1,11 +1,15 @@
 //! Stats rows: the configuration accessors, the clock, health counters and the one function
 //! that adds to a row of the `STATS` map.
+use core::mem::{MaybeUninit, size_of};
+
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
     },
+    programs::TracePointContext,
 };
 use copytrace_common::{StatKey, TaskInfo, TpOffsets, counter, hist_bucket};
 
@@ -27,6 +31,34 @@ pub fn offsets() -> TpOffsets {
 pub fn now() -> u64 {
     // SAFETY: helper without preconditions.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// A field of a classic tracepoint's record: the `T` at `off` (from the format file), `None`
+/// when it cannot be read.
+///
+/// Not aya's `read_at`: its `Result<T, c_long>` is compiled into one register that holds the
+/// field or, copied from the helper's return, the error code. The verifier of 6.1 keeps the
+/// copy linked to the return value, and on the path where the read succeeded (return 0) it
+/// takes the field for 0 too: with the branches it then never explores dropped as dead code.
+/// The classic `sched_switch` lost its whole switch-in path that way (no off-CPU time at all
+/// on 6.1; 6.12 and later verify the same object correctly). Here the error code is dropped
+/// inside the helper, so nothing is copied from it.
+#[inline(always)]
+pub fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
+    let mut v = MaybeUninit::<T>::uninit();
+    // SAFETY: the helper checks the address (`off` lies inside the record: format file) and
+    // writes `size_of::<T>()` bytes to `v`, zeroes where the read fails.
+    let ret = unsafe {
+        generated::bpf_probe_read_kernel(
+            v.as_mut_ptr().cast(),
+            size_of::<T>() as u32,
+            ctx.as_ptr().cast::<u8>().add(off as usize).cast(),
+        )
+    };
+    // SAFETY: initialized by the helper either way. Volatile: the field is loaded as such,
+    // never merged with the return value into one register.
+    let v = unsafe { core::ptr::read_volatile(v.as_ptr()) };
+    (ret == 0).then_some(v)
 }
 
 /// Read a `T` at `base + off` in kernel memory (0/default when it cannot be read).

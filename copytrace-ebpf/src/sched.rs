@@ -4,6 +4,7 @@
 //! so `copytrace trace -- sh -c 'python3 …'` sees the python process. Raw tracepoints read
 //! `task_struct.pid` through its BTF offset; classic ones read the record's fields.
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::bpf_get_current_pid_tgid,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -13,7 +14,7 @@ use copytrace_common::{OffCpu, StatKey, counter, filter, path};
 use crate::{
     CONFIG, INFLIGHT, OFFCPU, PIDS,
     filter::{armed, maybe_traced, traced},
-    rows::{bump, config_u32, now, offsets, read_kernel, record},
+    rows::{bump, config_u32, field, now, offsets, read_kernel, record},
 };
 
 /// Is the task being switched out (the current one) traced, and inside the window?
@@ -22,6 +23,9 @@ fn prev_traced() -> bool {
     let prev = bpf_get_current_pid_tgid();
     prev as u32 != 0 && traced(prev) && armed()
 }
+
+/// `EEXIST`: the errno of an insert with `BPF_NOEXIST` whose key is present.
+const EEXIST: i32 = 17;
 
 /// A context switch, in the context of the task switched out: `prev_traced` when that task
 /// is traced, in the window, and not making its last switch (it has exited: nothing may be
@@ -39,8 +43,17 @@ fn switch(prev_traced: bool, next: u32) {
             tgid: (prev >> 32) as u32,
             _pad: 0,
         };
-        if OFFCPU.insert(prev as u32, v, 0).is_err() {
-            bump(counter::OFFCPU_FULL);
+        // A thread that switches out is on CPU: an entry left for it is from a switch in
+        // that ran no program. Its interval is lost; this one replaces it.
+        match OFFCPU.insert(prev as u32, v, BPF_NOEXIST as u64) {
+            Ok(()) => {}
+            Err(e) if e == -EEXIST => {
+                bump(counter::OFFCPU_MISSED_SWITCH_IN);
+                if OFFCPU.insert(prev as u32, v, 0).is_err() {
+                    bump(counter::OFFCPU_FULL);
+                }
+            }
+            Err(_) => bump(counter::OFFCPU_FULL),
         }
     }
     if next == 0 {
@@ -97,16 +110,10 @@ const REPORTED_EXIT: i64 = 0x10 | 0x20;
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
     let off = offsets();
-    // SAFETY: offsets from the format file.
-    let (next, prev_state) = unsafe {
-        (
-            ctx.read_at::<i32>(off.switch_next_pid as usize),
-            ctx.read_at::<i64>(off.switch_prev_state as usize),
-        )
-    };
-    if let Ok(next) = next {
+    if let Some(next) = field::<i32>(&ctx, off.switch_next_pid) {
         // The record names no process of `next`: every switch-in is looked up.
-        let exits = prev_state.is_ok_and(|s| s & REPORTED_EXIT != 0);
+        let exits =
+            field::<i64>(&ctx, off.switch_prev_state).is_some_and(|s| s & REPORTED_EXIT != 0);
         switch(!exits && prev_traced(), next as u32);
     }
     0
@@ -137,8 +144,7 @@ pub fn raw_sched_switch(ctx: RawTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset from the format file.
-    if let Ok(child) = unsafe { ctx.read_at::<i32>(offsets().fork_child_pid as usize) } {
+    if let Some(child) = field::<i32>(&ctx, offsets().fork_child_pid) {
         fork(child as u32);
     }
     0

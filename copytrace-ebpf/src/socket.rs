@@ -20,7 +20,7 @@ use copytrace_common::{InFlight, aux, inflight, path, plan, syscall};
 use crate::{
     ANNOUNCED, INFLIGHT, PLAN,
     filter::window,
-    rows::{key, now, offsets, read_kernel, record},
+    rows::{field, key, now, offsets, read_kernel, record},
 };
 
 /// [`InFlight::sock_seen`]: a socket-layer event (tracepoint) was recorded during the call.
@@ -94,33 +94,28 @@ fn announce<C: EbpfContext>(ctx: &C, pid_tgid: u64, ret: i32) {
 // --- tracepoint tier: sock:sock_{send,recv}_length -------------------------------------------
 
 #[inline(always)]
-fn on_sock_length(ctx: &TracePointContext, path: u16) -> Result<(), i32> {
+fn on_sock_length(ctx: &TracePointContext, path: u16) {
     let off = offsets();
-    // SAFETY: offset from the format file.
-    let ret = unsafe { ctx.read_at::<i32>(off.sock_len_ret as usize)? };
+    let Some(ret) = field::<i32>(ctx, off.sock_len_ret) else {
+        return;
+    };
     sock_event(ctx, path, ret as i64, || {
-        // SAFETY: offsets from the format file.
-        unsafe {
-            (
-                ctx.read_at::<u16>(off.sock_len_family as usize)
-                    .unwrap_or(0),
-                ctx.read_at::<u16>(off.sock_len_protocol as usize)
-                    .unwrap_or(0),
-            )
-        }
+        (
+            field::<u16>(ctx, off.sock_len_family).unwrap_or(0),
+            field::<u16>(ctx, off.sock_len_protocol).unwrap_or(0),
+        )
     });
-    Ok(())
 }
 
 #[tracepoint]
 pub fn sock_send_length(ctx: TracePointContext) -> u32 {
-    let _ = on_sock_length(&ctx, path::SOCK_SEND);
+    on_sock_length(&ctx, path::SOCK_SEND);
     0
 }
 
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
-    let _ = on_sock_length(&ctx, path::SOCK_RECV);
+    on_sock_length(&ctx, path::SOCK_RECV);
     0
 }
 

@@ -15,7 +15,7 @@ use copytrace_common::{InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight
 use crate::{
     CONFIG, INFLIGHT, SAMPLE, SPANS,
     filter::{armed, traced},
-    rows::{bump, config_u32, key, now, offsets, read_kernel, record},
+    rows::{bump, config_u32, field, key, now, offsets, read_kernel, record},
     socket::{SOCK_SEEN_HOOK, mark_fd_socket, sockets_by_fd},
 };
 
@@ -181,8 +181,7 @@ fn tp_enter(ctx: &TracePointContext, op: u16, flags_offset: Option<u32>) {
         return;
     }
     let flags = match flags_offset {
-        // SAFETY: offset comes from this kernel's tracepoint format file.
-        Some(off) => unsafe { ctx.read_at::<u64>(off as usize) }.unwrap_or(0),
+        Some(off) => field::<u64>(ctx, off).unwrap_or(0),
         None => 0,
     };
     on_enter(pid_tgid, op, flags, None);
@@ -203,8 +202,7 @@ fn tp_exit(ctx: &TracePointContext, op: u16) {
     if f.op != op {
         return;
     }
-    // SAFETY: offset from the format file.
-    if let Ok(ret) = unsafe { ctx.read_at::<i64>(offsets().sys_exit_ret as usize) } {
+    if let Some(ret) = field::<i64>(ctx, offsets().sys_exit_ret) {
         on_exit(pid_tgid, f, state, ret);
     }
 }

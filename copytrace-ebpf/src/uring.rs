@@ -23,7 +23,7 @@ use copytrace_common::{UringReq, completion, counter, path, uring};
 use crate::{
     URING,
     filter::{armed, attributed_key, traced},
-    rows::{bump, key, now, offsets, record},
+    rows::{bump, field, key, now, offsets, record},
 };
 
 #[inline(always)]
@@ -33,13 +33,12 @@ fn on_submit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let off = offsets();
-    // SAFETY: offsets from the format file.
-    let opcode: u8 = unsafe { ctx.read_at(off.uring_submit_opcode as usize)? };
-    let Some(op) = uring::from_opcode(opcode) else {
+    let Some(op) = field::<u8>(ctx, off.uring_submit_opcode).and_then(uring::from_opcode) else {
         return Ok(());
     };
-    // SAFETY: as above.
-    let req: u64 = unsafe { ctx.read_at(off.uring_submit_req as usize)? };
+    let Some(req) = field::<u64>(ctx, off.uring_submit_req) else {
+        return Ok(());
+    };
     let v = UringReq {
         start_ns: now(),
         pid_tgid,
@@ -52,12 +51,13 @@ fn on_submit(ctx: &TracePointContext) -> Result<(), i64> {
 #[inline(always)]
 fn on_complete(ctx: &TracePointContext) -> Result<(), i64> {
     let off = offsets();
-    // SAFETY: offsets from the format file.
-    let req: u64 = unsafe { ctx.read_at(off.uring_complete_req as usize)? };
-    // SAFETY: as above.
-    let res: i32 = unsafe { ctx.read_at(off.uring_complete_res as usize)? };
-    // SAFETY: as above.
-    let cflags: u32 = unsafe { ctx.read_at(off.uring_complete_cflags as usize)? };
+    let (Some(req), Some(res), Some(cflags)) = (
+        field::<u64>(ctx, off.uring_complete_req),
+        field::<i32>(ctx, off.uring_complete_res),
+        field::<u32>(ctx, off.uring_complete_cflags),
+    ) else {
+        return Ok(());
+    };
     if cflags & uring::CQE_F_NOTIF != 0 {
         // A notification is a request of its own, never submitted: it cannot end a send.
         if armed() {

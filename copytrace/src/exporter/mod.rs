@@ -208,6 +208,7 @@ fn lost(c: &crate::trace::Counters) -> Vec<(&'static str, u64)> {
         ("entry_map_full", c.entry_full),
         ("io_uring_cq_overflow", c.uring_overflow),
         ("offcpu_map_full", c.offcpu_full),
+        ("offcpu_switch_in_missed", c.offcpu_missed_switch_in),
         ("program_run_skipped_by_kernel", c.skipped_runs),
     ]
 }

@@ -78,6 +78,13 @@ pub fn breakdown(snap: &Snapshot) -> String {
             by_program.join(", ")
         ));
     }
+    if c.offcpu_missed_switch_in > 0 {
+        out.push_str(&format!(
+            "{} of the lost events are off-CPU intervals of traced threads whose switch back \
+             in ran no program (the kernel does not count these)\n",
+            c.offcpu_missed_switch_in
+        ));
+    }
     if c.straddling_calls > 0 {
         out.push_str(&format!(
             "{} call(s) still in flight when the trace ended: their nested events are \

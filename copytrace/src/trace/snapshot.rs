@@ -120,6 +120,11 @@ pub struct Counters {
     /// map full).
     #[serde(default)]
     pub offcpu_full: u64,
+    /// Switches into a traced thread that ran no program (found at its next switch out):
+    /// each is one off-CPU interval lost. The kernel counts no such miss; here it happened
+    /// while other tracers attached raw programs to `sched_switch` or detached them.
+    #[serde(default)]
+    pub offcpu_missed_switch_in: u64,
     /// Program runs the kernel skipped (a probe that fired while another probe's program
     /// ran on the CPU, see [`crate::trace::skipped`]): each is an event missing.
     #[serde(default)]
@@ -137,6 +142,7 @@ impl Counters {
             + self.entry_full
             + self.uring_overflow
             + self.offcpu_full
+            + self.offcpu_missed_switch_in
             + self.skipped_runs
     }
 
@@ -152,6 +158,9 @@ impl Counters {
             ringbuf_full: self.ringbuf_full.saturating_sub(e.ringbuf_full),
             uring_overflow: self.uring_overflow.saturating_sub(e.uring_overflow),
             offcpu_full: self.offcpu_full.saturating_sub(e.offcpu_full),
+            offcpu_missed_switch_in: self
+                .offcpu_missed_switch_in
+                .saturating_sub(e.offcpu_missed_switch_in),
             skipped_runs: self.skipped_runs.saturating_sub(e.skipped_runs),
             events: self.events.saturating_sub(e.events),
         }
@@ -205,6 +214,7 @@ impl Snapshot {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
             uring_overflow: get(counter::URING_OVERFLOW)?,
             offcpu_full: get(counter::OFFCPU_FULL)?,
+            offcpu_missed_switch_in: get(counter::OFFCPU_MISSED_SWITCH_IN)?,
             skipped_runs: 0,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
