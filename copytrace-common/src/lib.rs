@@ -359,8 +359,8 @@ pub mod counter {
     /// Off-CPU map full: a traced thread's time off CPU could not be timed.
     pub const OFFCPU_FULL: u32 = 8;
     /// A traced thread switched out while its last switch out was still open: the switch in
-    /// between passed without the programs (one off-CPU interval lost, uncounted by the
-    /// kernel; seen while other tracers attach to or detach from `sched_switch`).
+    /// between was not seen (one off-CPU interval lost, uncounted by the kernel; seen while
+    /// other tracers attach to or detach from `sched_switch`, and under fork churn).
     pub const OFFCPU_MISSED_SWITCH_IN: u32 = 9;
     pub const COUNT: u32 = 10;
 }

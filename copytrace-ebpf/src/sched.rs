@@ -44,7 +44,7 @@ fn switch(prev_traced: bool, next: u32) {
             _pad: 0,
         };
         // A thread that switches out is on CPU: an entry left for it is from a switch in
-        // that ran no program. Its interval is lost; this one replaces it.
+        // not seen here. Its interval is lost; this one replaces it.
         match OFFCPU.insert(prev as u32, v, BPF_NOEXIST as u64) {
             Ok(()) => {}
             Err(e) if e == -EEXIST => {

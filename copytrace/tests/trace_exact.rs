@@ -21,10 +21,10 @@ fn gettid() -> u32 {
 }
 
 /// Tracers of this binary's tests attach and detach while others run. A raw program
-/// attached to or detached from `sched_switch` can make the kernel pass a switch without
-/// running the other tracers' programs there (seen here: 1 or 2 switches in 20 under a loop
-/// of attaching tracers; the tracer counts them as lost, see `Counters::offcpu_missed_switch_in`). The
-/// off-CPU checks hold this exclusively, every other test shares it.
+/// attached to or detached from `sched_switch` can make a switch pass unseen by the other
+/// tracers' programs (here 1 or 2 of 20 under a loop of attaching tracers; the tracer counts
+/// them as lost, `Counters::offcpu_missed_switch_in`). The off-CPU checks hold this
+/// exclusively, every other test shares it.
 static ATTACH: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {

@@ -81,7 +81,7 @@ pub fn breakdown(snap: &Snapshot) -> String {
     if c.offcpu_missed_switch_in > 0 {
         out.push_str(&format!(
             "{} of the lost events are off-CPU intervals of traced threads whose switch back \
-             in ran no program (the kernel does not count these)\n",
+             in was not seen (the kernel does not count these)\n",
             c.offcpu_missed_switch_in
         ));
     }

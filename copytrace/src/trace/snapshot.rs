@@ -120,9 +120,10 @@ pub struct Counters {
     /// map full).
     #[serde(default)]
     pub offcpu_full: u64,
-    /// Switches into a traced thread that ran no program (found at its next switch out):
-    /// each is one off-CPU interval lost. The kernel counts no such miss; here it happened
-    /// while other tracers attached raw programs to `sched_switch` or detached them.
+    /// Switches into a traced thread that copytrace did not see (found at its next switch
+    /// out): each is one off-CPU interval lost. The kernel counts no such miss; here it
+    /// happened while other tracers attached raw programs to `sched_switch` or detached
+    /// them, and under fork churn (where an independent tracer misses them too).
     #[serde(default)]
     pub offcpu_missed_switch_in: u64,
     /// Program runs the kernel skipped (a probe that fired while another probe's program
