@@ -20,6 +20,23 @@ fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
+/// One root test per tracepoint tier (raw, classic) of a check that takes the tier.
+macro_rules! on_both_tiers {
+    ($raw:ident, $classic:ident, $check:ident) => {
+        #[test]
+        #[ignore = "needs root: run with `cargo xtask test`"]
+        fn $raw() {
+            $check(Tier::RawTp);
+        }
+
+        #[test]
+        #[ignore = "needs root: run with `cargo xtask test`"]
+        fn $classic() {
+            $check(Tier::Tracepoint);
+        }
+    };
+}
+
 /// Tracers of this binary's tests attach and detach while others run. A raw program
 /// attached to or detached from `sched_switch` can make a switch pass unseen by the other
 /// tracers' programs (here 1 or 2 of 20 under a loop of attaching tracers; the tracer counts
@@ -32,9 +49,15 @@ fn shared() -> RwLockReadGuard<'static, ()> {
 }
 
 fn tracer_on_self() -> Tracer {
+    tracer_at(TraceOptions::default().best_tier)
+}
+
+/// A tracer on this process, with `best_tier` the best tier tried per path.
+fn tracer_at(best_tier: Tier) -> Tracer {
     Tracer::start(&TraceOptions {
         pids: vec![std::process::id()],
         include_self: true,
+        best_tier,
         ..Default::default()
     })
     .expect("tracer starts (are we root?)")
@@ -203,13 +226,7 @@ fn file_writes_are_not_socket_writes() {
 /// before the copy loop) — so each way is checked here against the calls the test made.
 fn sends_of_every_kind_land_in_their_rows(best_tier: Tier) {
     let _shared = shared();
-    let tracer = Tracer::start(&TraceOptions {
-        pids: vec![std::process::id()],
-        include_self: true,
-        best_tier,
-        ..Default::default()
-    })
-    .expect("tracer starts (are we root?)");
+    let tracer = tracer_at(best_tier);
     let (stream, receiver) = connection();
     let tid = thread::spawn(move || {
         let write = |fd: i32, n: usize| {
@@ -328,17 +345,11 @@ fn sends_of_every_kind_land_in_their_rows(best_tier: Tier) {
     );
 }
 
-#[test]
-#[ignore = "needs root: run with `cargo xtask test`"]
-fn sends_of_every_kind_land_in_their_rows_raw_tier() {
-    sends_of_every_kind_land_in_their_rows(Tier::RawTp);
-}
-
-#[test]
-#[ignore = "needs root: run with `cargo xtask test`"]
-fn sends_of_every_kind_land_in_their_rows_classic_tier() {
-    sends_of_every_kind_land_in_their_rows(Tier::Tracepoint);
-}
+on_both_tiers!(
+    sends_of_every_kind_land_in_their_rows_raw_tier,
+    sends_of_every_kind_land_in_their_rows_classic_tier,
+    sends_of_every_kind_land_in_their_rows
+);
 
 /// Sleeps of the off-CPU check: each one switch out and in at least.
 const SLEEPS: u32 = 20;
@@ -403,13 +414,7 @@ fn pin_realtime() {
 /// and its wall time. A process the tracer does not follow, sleeping meanwhile, has no rows.
 fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
     let _alone = ATTACH.write().unwrap_or_else(|e| e.into_inner());
-    let tracer = Tracer::start(&TraceOptions {
-        pids: vec![std::process::id()],
-        include_self: true,
-        best_tier,
-        ..Default::default()
-    })
-    .expect("tracer starts (are we root?)");
+    let tracer = tracer_at(best_tier);
     let untraced = std::process::Command::new("sleep")
         .arg("0.05")
         .spawn()
@@ -488,14 +493,8 @@ fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
     assert_eq!(snap.counters.lost(), 0, "lost events: {:?}", snap.counters);
 }
 
-#[test]
-#[ignore = "needs root: run with `cargo xtask test`"]
-fn off_cpu_matches_the_kernels_switch_count_raw_tier() {
-    off_cpu_matches_the_kernels_switch_count(Tier::RawTp);
-}
-
-#[test]
-#[ignore = "needs root: run with `cargo xtask test`"]
-fn off_cpu_matches_the_kernels_switch_count_classic_tier() {
-    off_cpu_matches_the_kernels_switch_count(Tier::Tracepoint);
-}
+on_both_tiers!(
+    off_cpu_matches_the_kernels_switch_count_raw_tier,
+    off_cpu_matches_the_kernels_switch_count_classic_tier,
+    off_cpu_matches_the_kernels_switch_count
+);
