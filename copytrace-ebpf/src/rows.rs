@@ -41,8 +41,8 @@ pub fn now() -> u64 {
 /// copy linked to the return value, and on the path where the read succeeded (return 0) it
 /// takes the field for 0 too: with the branches it then never explores dropped as dead code.
 /// The classic `sched_switch` lost its whole switch-in path that way (no off-CPU time at all
-/// on 6.1; 6.12 and later verify the same object correctly). Here the error code is dropped
-/// inside the helper, so nothing is copied from it.
+/// on 6.1; 6.12 and later verify the same object correctly). Here the field is loaded on its
+/// own from where the helper wrote it, so nothing is copied from the return value.
 #[inline(always)]
 pub fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
     let mut v = MaybeUninit::<T>::uninit();
