@@ -1,6 +1,8 @@
 //! Pieces the measurement commands (bench-peers, trace-overhead) share.
 use std::{
+    io::{BufRead as _, BufReader, Read},
     process::{Child, Command, Stdio},
+    sync::mpsc,
     thread,
     time::Duration,
 };
@@ -21,6 +23,57 @@ impl Background {
             .with_context(|| format!("starting {program}"))?;
         thread::sleep(settle);
         Ok(Background(child))
+    }
+
+    /// Start `program` and wait, at most `timeout`, for a line of its output (standard error
+    /// when `on_stderr`, else standard output) that contains `marker`: the line it prints once
+    /// it is ready. Returns that line; the rest of the output is read and discarded, so the
+    /// program never blocks on a full pipe.
+    pub fn start_ready(
+        c: &mut Command,
+        on_stderr: bool,
+        marker: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Background, String)> {
+        let program = c.get_program().to_string_lossy().into_owned();
+        let (out, err) = if on_stderr {
+            (Stdio::null(), Stdio::piped())
+        } else {
+            (Stdio::piped(), Stdio::null())
+        };
+        let mut child = c
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let pipe: Box<dyn Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), _) => Box::new(o),
+            (_, Some(e)) => Box::new(e),
+            _ => unreachable!("one stream is piped"),
+        };
+        let bg = Background(child);
+        let (tx, rx) = mpsc::channel();
+        let marker_owned = marker.to_string();
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains(&marker_owned)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(line) => Ok((bg, line)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("{program} ended before it printed \"{marker}\"")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => anyhow::bail!(
+                "{program} did not print \"{marker}\" within {} s",
+                timeout.as_secs()
+            ),
+        }
     }
 
     /// Ask it to stop (SIGINT, as Ctrl-C would) and wait for it.

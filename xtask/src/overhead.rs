@@ -16,16 +16,25 @@
 //! costs there. Each configuration's result is the median of its rounds (ratios: the median of
 //! the per-round ratios), each round listed.
 //!
-//! Each run has three phases: the tracer attaches by PID (`ATTACH`); program time is taken
-//! from the kernel's own statistics (`kernel.bpf_stats_enabled` on for `STATS` only, then
-//! restored): the run time of the programs the tracer loaded, per send; then throughput is
-//! measured with the statistics off again (they cost two clock reads per program run, which
-//! would inflate every tracer's cost): iperf3's per-second intervals from `MEASURE_FROM` on,
-//! bench's window after a warm-up of `MEASURE_FROM`. Program time excludes the dispatch cost
-//! (building the trace record, the trampoline), which the throughput ratio includes.
+//! The workload starts held (a shell waiting on its standard input, which then execs it under
+//! the same PID); the tracer attaches to that PID, and the load is released only once the
+//! tracer says it is attached (copytrace's "attached" line; bpftrace's "Attaching N probes",
+//! then all N attached, as `bpftool perf` lists them). A tracer that compiles slowly (bpftrace
+//! on its first run) thus never misses the start of the measured part. Then three phases: the
+//! load warms up (`WARM`); program time is taken from the kernel's own statistics
+//! (`kernel.bpf_stats_enabled` on for `STATS` only, then restored): the run time of the
+//! programs the tracer loaded, per send; then throughput is measured with the statistics off
+//! again (they cost two clock reads per program run, which would inflate every tracer's
+//! cost): iperf3's per-second intervals from `MEASURE_FROM` on, bench's window after a
+//! warm-up of `MEASURE_FROM`. A run whose tracer ran no program during the statistics phase,
+//! or ended before the load did, is an error, not a figure. Program time excludes the
+//! dispatch cost (building the trace record, the trampoline), which the throughput ratio
+//! includes.
 use std::{
     collections::{BTreeMap, HashMap},
-    process::Command,
+    ffi::OsStr,
+    io::Write as _,
+    process::{ChildStdin, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -40,10 +49,13 @@ use crate::{
     tasks,
 };
 
-/// Seconds for a tracer to attach, then with bpf_stats on; throughput is measured after both.
-const ATTACH: u64 = 3;
+/// Seconds of load before bpf_stats go on (the tracer attached before the load began), then
+/// with bpf_stats on; throughput is measured after both.
+const WARM: u64 = 2;
 const STATS: u64 = 2;
-const MEASURE_FROM: u64 = ATTACH + STATS;
+const MEASURE_FROM: u64 = WARM + STATS;
+/// How long a tracer may take to attach (bpftrace compiles its script first).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT: &str = "5299";
 const SIZES: [u64; 2] = [64, 128 << 10];
 
@@ -147,25 +159,51 @@ fn program_time(
         .fold((0, 0), |(t, n), (dt, dn)| (t + dt, n + dn))
 }
 
-/// The workload, started: its PID and how to collect its throughput (Mbit/s) at the end.
+/// The workload, started held: its PID, how to release it, and how to collect its
+/// throughput (Mbit/s) at the end.
 struct Running {
     child: std::process::Child,
+    /// Released (a line written, the pipe closed) once the tracer is attached.
+    hold: Option<ChildStdin>,
     _server: Option<Background>,
     workload: Workload,
     json: std::path::PathBuf,
+}
+
+impl Running {
+    /// Let the held workload begin; the time it did.
+    fn release(&mut self) -> anyhow::Result<Instant> {
+        let mut hold = self
+            .hold
+            .take()
+            .context("the workload was released already")?;
+        hold.write_all(b"go\n")
+            .context("releasing the workload (it ended while held)")?;
+        Ok(Instant::now())
+    }
+}
+
+/// `program`, held: a shell that waits for a line on its standard input, then becomes the
+/// program (exec: same PID), so a tracer attaches by PID before the load begins.
+fn held(env: &BuildEnv, program: impl AsRef<OsStr>) -> Command {
+    let mut c = tasks::as_root(env, "sh");
+    c.args(["-c", "read _ && exec \"$0\" \"$@\""])
+        .arg(program)
+        .stdin(Stdio::piped());
+    c
 }
 
 fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyhow::Result<Running> {
     let json = cmd::target_dir().join("trace-overhead-workload.json");
     let _ = std::fs::remove_file(&json);
     let total = MEASURE_FROM + seconds;
-    let (child, server) = match w {
+    let (mut child, server) = match w {
         Workload::Iperf3 => {
             let server = Background::start(
                 Command::new("iperf3").args(["-s", "-1", "-B", "127.0.0.1", "-p", PORT]),
                 Duration::from_millis(300),
             )?;
-            let child = Command::new("iperf3")
+            let child = held(env, "iperf3")
                 .args(["-c", "127.0.0.1", "-p", PORT, "-A", "0,1", "-J", "-l"])
                 .arg(size.to_string())
                 .args(["-t", &total.to_string()])
@@ -183,7 +221,7 @@ fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyho
             let mut args = tasks::one_cell("two-copy", "stream", &size, &dur);
             let warm_at = args.iter().position(|a| *a == "500ms").expect("warm-up");
             args[warm_at] = &warm;
-            let child = tasks::as_root(env, cmd::target_dir().join("release/copytrace"))
+            let child = held(env, cmd::target_dir().join("release/copytrace"))
                 .arg("bench")
                 .args(&args)
                 .args(["--no-trace", "--json"])
@@ -195,6 +233,7 @@ fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyho
         }
     };
     Ok(Running {
+        hold: child.stdin.take(),
         child,
         _server: server,
         workload: w,
@@ -273,6 +312,7 @@ pub struct Args {
     pub best_tier: String,
 }
 
+/// Start watcher `w` on `pid` and return once it is attached.
 fn start_watcher(
     env: &BuildEnv,
     w: Watcher,
@@ -284,27 +324,59 @@ fn start_watcher(
         c.args(["trace", "-p", &pid.to_string(), "--best-tier", tier]);
         c
     };
-    let settle = Duration::from_millis(200);
+    // copytrace prints its plan once every program is attached.
+    let ours = |c: &mut Command| {
+        Background::start_ready(c, true, "copytrace: attached", ATTACH_TIMEOUT).map(|(b, _)| b)
+    };
     Ok(Some(match w {
         Watcher::Untraced => return Ok(None),
-        Watcher::Floor | Watcher::FloorOthers => {
-            Background::start(copytrace().arg("--floor"), settle)?
-        }
-        Watcher::Copytrace | Watcher::CopytraceOthers => {
-            Background::start(&mut copytrace(), settle)?
-        }
+        Watcher::Floor | Watcher::FloorOthers => ours(copytrace().arg("--floor"))?,
+        Watcher::Copytrace | Watcher::CopytraceOthers => ours(&mut copytrace())?,
         Watcher::Bpftrace | Watcher::BpftraceSend => {
             let script = if w == Watcher::Bpftrace {
                 BPFTRACE
             } else {
                 BPFTRACE_SEND
             };
-            Background::start(
+            let (b, line) = Background::start_ready(
                 Command::new("bpftrace").args(["-e", &script.replace("PID", &pid.to_string())]),
-                settle,
-            )?
+                false,
+                "Attaching ",
+                ATTACH_TIMEOUT,
+            )?;
+            let n: usize = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("bpftrace printed {line:?}"))?;
+            wait_attached(&b, n)?;
+            b
         }
     }))
+}
+
+/// Wait until `n` programs are attached to tracepoints by `tracer` (bpftrace prints how many
+/// it attaches before it attaches them).
+fn wait_attached(tracer: &Background, n: usize) -> anyhow::Result<()> {
+    let pid = tracer.0.id() as u64;
+    let deadline = Instant::now() + ATTACH_TIMEOUT;
+    loop {
+        let out = cmd::output(Command::new("bpftool").args(["perf", "list", "-j"]))?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("bpftool perf list -j")?;
+        let attached = v
+            .as_array()
+            .context("bpftool perf output is not a list")?
+            .iter()
+            .filter(|e| e["pid"].as_u64() == Some(pid))
+            .count();
+        if attached >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("bpftrace attached {attached} of {n} probes within {ATTACH_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn measure(
@@ -316,24 +388,29 @@ fn measure(
 ) -> anyhow::Result<Sample> {
     let seconds = a.seconds as u64;
     let before = program_stats()?;
-    let run = start_workload(env, w, size, seconds)?;
-    let started = Instant::now();
+    let mut run = start_workload(env, w, size, seconds)?;
     // The "other process" watchers trace an idle child that outlives the run.
     let idle = matches!(watcher, Watcher::FloorOthers | Watcher::CopytraceOthers)
         .then(|| Background::start(Command::new("sleep").arg("120"), Duration::ZERO))
         .transpose()?;
     let pid = idle.as_ref().map_or(run.child.id(), |b| b.0.id());
-    let tracer = start_watcher(env, watcher, pid, &a.best_tier)?;
+    let mut tracer = start_watcher(env, watcher, pid, &a.best_tier)?;
+    let started = run.release()?;
     // Program time with bpf_stats on, over most of the stats phase; then off again.
     let at = |secs: f64| started + Duration::from_secs_f64(secs);
-    thread::sleep(at(ATTACH as f64).saturating_duration_since(Instant::now()));
+    thread::sleep(at(WARM as f64).saturating_duration_since(Instant::now()));
     let stats = BpfStats::enable()?;
     thread::sleep(Duration::from_millis(200));
     let (s0, t0) = (program_stats()?, Instant::now());
-    thread::sleep(at((ATTACH + STATS) as f64 - 0.2).saturating_duration_since(Instant::now()));
+    thread::sleep(at((WARM + STATS) as f64 - 0.2).saturating_duration_since(Instant::now()));
     let (s1, dt) = (program_stats()?, t0.elapsed().as_secs_f64());
     drop(stats);
     let mbps = finish_workload(run)?;
+    if let Some(t) = tracer.as_mut()
+        && let Some(st) = t.0.try_wait()?
+    {
+        bail!("{} ended ({st}) before the workload did", watcher.name());
+    }
     if let Some(t) = tracer {
         t.interrupt();
     }
@@ -341,6 +418,12 @@ fn measure(
     let (ns, events) = program_time(&before, &s0, &s1);
     let sends = mbps * 1e6 / 8.0 * dt / size as f64;
     let traced = watcher != Watcher::Untraced;
+    if traced && events == 0 {
+        bail!(
+            "{}: none of its programs ran during the statistics phase",
+            watcher.name()
+        );
+    }
     Ok(Sample {
         mbps,
         ns_per_send: traced.then(|| ns as f64 / sends),
@@ -410,7 +493,7 @@ fn ratios_of(
 
 fn print(res: &Results, a: &Args) {
     println!(
-        "trace-overhead: {} interleaved rounds; per run {ATTACH} s to attach, {STATS} s of \
+        "trace-overhead: {} interleaved rounds; per run, once the tracer is attached, {WARM} s of load, {STATS} s of \
          bpf_stats (program time, dispatch not included), then {} s of throughput with the \
          stats off; copytrace --best-tier {}; medians over the rounds (each round in \
          parentheses)",
