@@ -563,6 +563,111 @@ fn print_filter_cost(by: &BTreeMap<Watcher, Vec<Sample>>) {
     );
 }
 
+/// One target of the acceptance: the per-round ratios, the bound, and which side passes.
+struct Target {
+    what: &'static str,
+    rounds: Vec<f64>,
+    bound: f64,
+    at_least: bool,
+    /// The same ratio for the floor (empty programs on the same hooks), for throughput: when
+    /// it falls short too, no program on those hooks can meet the target.
+    floor: Option<Vec<f64>>,
+}
+
+/// Met when every round meets the bound, not met when none does, otherwise how many did: a
+/// median alone would hide rounds that spread across the bound.
+fn verdict(rounds: &[f64], bound: f64, at_least: bool) -> String {
+    let ok = rounds
+        .iter()
+        .filter(|&&r| if at_least { r >= bound } else { r <= bound })
+        .count();
+    match ok {
+        _ if rounds.is_empty() => "no figures".to_string(),
+        n if n == rounds.len() => format!("met in all {n} rounds"),
+        0 => format!("not met in any of {} rounds", rounds.len()),
+        n => format!("met in {n} of {} rounds", rounds.len()),
+    }
+}
+
+/// The acceptance of the tracer-cost work (traced iperf3 client), judged round by round.
+fn print_acceptance(res: &Results) {
+    let (Some(small), Some(large)) = (
+        res.get(&(Workload::Iperf3, SIZES[0])),
+        res.get(&(Workload::Iperf3, SIZES[1])),
+    ) else {
+        return;
+    };
+    let per_send = |s: &Sample| s.ns_per_send;
+    let per_event = |s: &Sample| s.ns_per_event;
+    let targets = [
+        Target {
+            what: "64 B, copytrace ÷ untraced throughput",
+            rounds: ratios(small, Watcher::Copytrace, Watcher::Untraced),
+            bound: 0.85,
+            at_least: true,
+            floor: Some(ratios(small, Watcher::Floor, Watcher::Untraced)),
+        },
+        Target {
+            what: "64 B, copytrace ÷ bpftrace (send path) throughput",
+            rounds: ratios(small, Watcher::Copytrace, Watcher::BpftraceSend),
+            bound: 1.3,
+            at_least: true,
+            floor: None,
+        },
+        Target {
+            what: "64 B, copytrace ÷ bpftrace (same paths) throughput",
+            rounds: ratios(small, Watcher::Copytrace, Watcher::Bpftrace),
+            bound: 1.3,
+            at_least: true,
+            floor: None,
+        },
+        Target {
+            what: "128 KiB, copytrace ÷ untraced throughput",
+            rounds: ratios(large, Watcher::Copytrace, Watcher::Untraced),
+            bound: 0.97,
+            at_least: true,
+            floor: Some(ratios(large, Watcher::Floor, Watcher::Untraced)),
+        },
+        Target {
+            what: "64 B, program time per send ÷ the floor's",
+            rounds: ratios_of(small, Watcher::Copytrace, Watcher::Floor, per_send),
+            bound: 2.5,
+            at_least: false,
+            floor: None,
+        },
+        Target {
+            what: "filtering, program time per event ÷ the floor's",
+            rounds: ratios_of(
+                small,
+                Watcher::CopytraceOthers,
+                Watcher::FloorOthers,
+                per_event,
+            ),
+            bound: 1.5,
+            at_least: false,
+            floor: None,
+        },
+    ];
+    println!("\n  acceptance, traced iperf3 client (each target judged round by round)");
+    for t in &targets {
+        let sign = if t.at_least { "≥" } else { "≤" };
+        let floor = t.floor.as_ref().map_or(String::new(), |f| {
+            format!(
+                "; the floor: ×{:.3}, {}",
+                median(f),
+                verdict(f, t.bound, t.at_least)
+            )
+        });
+        println!(
+            "    {} {sign} {}: ×{:.3}, {}{floor}",
+            t.what,
+            t.bound,
+            median(&t.rounds),
+            verdict(&t.rounds, t.bound, t.at_least)
+        );
+    }
+}
+
 pub fn run(env: &BuildEnv, a: &Args) -> anyhow::Result<()> {
     packages::ensure("trace-overhead", packages::OVERHEAD)?;
     if !cmd::is_root() {
@@ -574,5 +679,24 @@ pub fn run(env: &BuildEnv, a: &Args) -> anyhow::Result<()> {
     tasks::build(env)?;
     let res = rounds(env, a)?;
     print(&res, a);
+    print_acceptance(&res);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+
+    #[test]
+    fn verdicts_count_the_rounds_on_each_side_of_the_bound() {
+        // A lower bound: at the bound passes, below fails.
+        assert_eq!(verdict(&[0.85, 0.9], 0.85, true), "met in all 2 rounds");
+        assert_eq!(verdict(&[0.84, 0.7], 0.85, true), "not met in any of 2 rounds");
+        assert_eq!(verdict(&[0.84, 0.9, 0.86], 0.85, true), "met in 2 of 3 rounds");
+        // An upper bound: the same ratios judged the other way.
+        assert_eq!(verdict(&[2.4, 2.5], 2.5, false), "met in all 2 rounds");
+        assert_eq!(verdict(&[2.6, 3.0], 2.5, false), "not met in any of 2 rounds");
+        assert_eq!(verdict(&[2.6, 2.4], 2.5, false), "met in 1 of 2 rounds");
+        assert_eq!(verdict(&[], 2.5, false), "no figures");
+    }
 }
