@@ -22,7 +22,7 @@
 //! then all N attached, as `bpftool perf` lists them). A tracer that compiles slowly (bpftrace
 //! on its first run) thus never misses the start of the measured part. Then three phases: the
 //! load warms up (`WARM`); program time is taken from the kernel's own statistics
-//! (`kernel.bpf_stats_enabled` on for `STATS` only, then restored): the run time of the
+//! (`BPF_ENABLE_STATS` for `STATS` only): the run time of the
 //! programs the tracer loaded, per send; then throughput is measured with the statistics off
 //! again (they cost two clock reads per program run, which would inflate every tracer's
 //! cost): iperf3's per-second intervals from `MEASURE_FROM` on, bench's window after a
@@ -112,22 +112,12 @@ struct Sample {
     ns_per_event: Option<f64>,
 }
 
-/// `kernel.bpf_stats_enabled` on while it lives; the previous value back on drop.
-struct BpfStats(String);
-
-impl BpfStats {
-    fn enable() -> anyhow::Result<BpfStats> {
-        let path = "/proc/sys/kernel/bpf_stats_enabled";
-        let old = std::fs::read_to_string(path).context("reading kernel.bpf_stats_enabled")?;
-        std::fs::write(path, "1").context("setting kernel.bpf_stats_enabled=1")?;
-        Ok(BpfStats(old.trim().to_string()))
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
-    }
+/// Program statistics on while the returned descriptor lives (`BPF_ENABLE_STATS`, kernel
+/// 5.8+). Not `kernel.bpf_stats_enabled`: the kernel turns them off again when the descriptor
+/// closes, also when this process is killed (a Ctrl-C in the statistics phase would otherwise
+/// leave every program on the machine paying two clock reads per run).
+fn enable_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF program statistics")
 }
 
 /// (run_time_ns, run_cnt) of every loaded BPF program, by id.
@@ -399,7 +389,7 @@ fn measure(
     // Program time with bpf_stats on, over most of the stats phase; then off again.
     let at = |secs: f64| started + Duration::from_secs_f64(secs);
     thread::sleep(at(WARM as f64).saturating_duration_since(Instant::now()));
-    let stats = BpfStats::enable()?;
+    let stats = enable_stats()?;
     thread::sleep(Duration::from_millis(200));
     let (s0, t0) = (program_stats()?, Instant::now());
     thread::sleep(at((WARM + STATS) as f64 - 0.2).saturating_duration_since(Instant::now()));
@@ -691,11 +681,20 @@ mod tests {
     fn verdicts_count_the_rounds_on_each_side_of_the_bound() {
         // A lower bound: at the bound passes, below fails.
         assert_eq!(verdict(&[0.85, 0.9], 0.85, true), "met in all 2 rounds");
-        assert_eq!(verdict(&[0.84, 0.7], 0.85, true), "not met in any of 2 rounds");
-        assert_eq!(verdict(&[0.84, 0.9, 0.86], 0.85, true), "met in 2 of 3 rounds");
+        assert_eq!(
+            verdict(&[0.84, 0.7], 0.85, true),
+            "not met in any of 2 rounds"
+        );
+        assert_eq!(
+            verdict(&[0.84, 0.9, 0.86], 0.85, true),
+            "met in 2 of 3 rounds"
+        );
         // An upper bound: the same ratios judged the other way.
         assert_eq!(verdict(&[2.4, 2.5], 2.5, false), "met in all 2 rounds");
-        assert_eq!(verdict(&[2.6, 3.0], 2.5, false), "not met in any of 2 rounds");
+        assert_eq!(
+            verdict(&[2.6, 3.0], 2.5, false),
+            "not met in any of 2 rounds"
+        );
         assert_eq!(verdict(&[2.6, 2.4], 2.5, false), "met in 1 of 2 rounds");
         assert_eq!(verdict(&[], 2.5, false), "no figures");
     }
