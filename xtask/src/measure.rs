@@ -36,22 +36,20 @@ impl Background {
         timeout: Duration,
     ) -> anyhow::Result<(Background, String)> {
         let program = c.get_program().to_string_lossy().into_owned();
-        let (out, err) = if on_stderr {
-            (Stdio::null(), Stdio::piped())
+        if on_stderr {
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
         } else {
-            (Stdio::piped(), Stdio::null())
+            c.stdout(Stdio::piped()).stderr(Stdio::null());
+        }
+        let mut child = c.spawn().with_context(|| format!("starting {program}"))?;
+        let pipe: Option<Box<dyn Read + Send>> = if on_stderr {
+            child.stderr.take().map(|e| Box::new(e) as _)
+        } else {
+            child.stdout.take().map(|o| Box::new(o) as _)
         };
-        let mut child = c
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("starting {program}"))?;
-        let pipe: Box<dyn Read + Send> = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), _) => Box::new(o),
-            (_, Some(e)) => Box::new(e),
-            _ => unreachable!("one stream is piped"),
-        };
+        // Killed on drop from here on, also when the pipe is missing.
         let bg = Background(child);
+        let pipe = pipe.context("the piped stream")?;
         let (tx, rx) = mpsc::channel();
         let marker_owned = marker.to_string();
         thread::spawn(move || {

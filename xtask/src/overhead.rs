@@ -22,10 +22,9 @@
 //! then all N attached, as `bpftool perf` lists them). A tracer that compiles slowly (bpftrace
 //! on its first run) thus never misses the start of the measured part. Then three phases: the
 //! load warms up (`WARM`); program time is taken from the kernel's own statistics
-//! (`BPF_ENABLE_STATS` for `STATS` only): the run time of the
-//! programs the tracer loaded, per send; then throughput is measured with the statistics off
-//! again (they cost two clock reads per program run, which would inflate every tracer's
-//! cost): iperf3's per-second intervals from `MEASURE_FROM` on, bench's window after a
+//! (`BPF_ENABLE_STATS` for `STATS` only): the run time of the programs the tracer loaded, per
+//! send; then throughput is measured with the statistics off again (they cost two clock reads
+//! per program run, which would inflate every tracer's cost): iperf3's per-second intervals from `MEASURE_FROM` on, bench's window after a
 //! warm-up of `MEASURE_FROM`. A run whose tracer ran no program during the statistics phase,
 //! or ended before the load did, is an error, not a figure. Program time excludes the
 //! dispatch cost (building the trace record, the trampoline), which the throughput ratio
@@ -120,12 +119,19 @@ fn enable_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF program statistics")
 }
 
+/// The entries `bpftool <args> -j` lists.
+fn bpftool_list(args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let what = format!("bpftool {} -j", args.join(" "));
+    let out = cmd::output(Command::new("bpftool").args(args).arg("-j"))?;
+    match serde_json::from_str(&out).with_context(|| what.clone())? {
+        serde_json::Value::Array(v) => Ok(v),
+        _ => bail!("{what}: the output is not a list"),
+    }
+}
+
 /// (run_time_ns, run_cnt) of every loaded BPF program, by id.
 fn program_stats() -> anyhow::Result<HashMap<u64, (u64, u64)>> {
-    let out = cmd::output(Command::new("bpftool").args(["prog", "show", "-j"]))?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("bpftool prog show -j")?;
-    Ok(v.as_array()
-        .context("bpftool output is not a list")?
+    Ok(bpftool_list(&["prog", "show"])?
         .iter()
         .filter_map(|p| {
             let n = |k: &str| p[k].as_u64().unwrap_or(0);
@@ -351,11 +357,7 @@ fn wait_attached(tracer: &Background, n: usize) -> anyhow::Result<()> {
     let pid = tracer.0.id() as u64;
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     loop {
-        let out = cmd::output(Command::new("bpftool").args(["perf", "list", "-j"]))?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("bpftool perf list -j")?;
-        let attached = v
-            .as_array()
-            .context("bpftool perf output is not a list")?
+        let attached = bpftool_list(&["perf", "list"])?
             .iter()
             .filter(|e| e["pid"].as_u64() == Some(pid))
             .count();
@@ -384,7 +386,7 @@ fn measure(
         .then(|| Background::start(Command::new("sleep").arg("120"), Duration::ZERO))
         .transpose()?;
     let pid = idle.as_ref().map_or(run.child.id(), |b| b.0.id());
-    let mut tracer = start_watcher(env, watcher, pid, &a.best_tier)?;
+    let tracer = start_watcher(env, watcher, pid, &a.best_tier)?;
     let started = run.release()?;
     // Program time with bpf_stats on, over most of the stats phase; then off again.
     let at = |secs: f64| started + Duration::from_secs_f64(secs);
@@ -396,12 +398,10 @@ fn measure(
     let (s1, dt) = (program_stats()?, t0.elapsed().as_secs_f64());
     drop(stats);
     let mbps = finish_workload(run)?;
-    if let Some(t) = tracer.as_mut()
-        && let Some(st) = t.0.try_wait()?
-    {
-        bail!("{} ended ({st}) before the workload did", watcher.name());
-    }
-    if let Some(t) = tracer {
+    if let Some(mut t) = tracer {
+        if let Some(st) = t.0.try_wait()? {
+            bail!("{} ended ({st}) before the workload did", watcher.name());
+        }
         t.interrupt();
     }
     drop(idle);
@@ -483,10 +483,10 @@ fn ratios_of(
 
 fn print(res: &Results, a: &Args) {
     println!(
-        "trace-overhead: {} interleaved rounds; per run, once the tracer is attached, {WARM} s of load, {STATS} s of \
-         bpf_stats (program time, dispatch not included), then {} s of throughput with the \
-         stats off; copytrace --best-tier {}; medians over the rounds (each round in \
-         parentheses)",
+        "trace-overhead: {} interleaved rounds; per run, once the tracer is attached, {WARM} s \
+         of load, {STATS} s of bpf_stats (program time, dispatch not included), then {} s of \
+         throughput with the stats off; copytrace --best-tier {}; medians over the rounds \
+         (each round in parentheses)",
         a.rounds, a.seconds, a.best_tier
     );
     for ((w, size), by) in res {
