@@ -136,7 +136,7 @@ pub mod aux {
     /// [`path::SYSCALL`] rows: the call passed `MSG_ZEROCOPY`.
     pub const ZEROCOPY_REQUESTED: u32 = 1;
     /// The row was derived from other events rather than measured by a probe on the path
-    /// (tcp_sendmsg timed between tracepoints, receive copies from the tracepoint's length).
+    /// (tcp_sendmsg timed between tracepoints).
     pub const DERIVED: u32 = 2;
     /// [`path::PIN_PAGES`]: pages *requested* (the nr_pages argument) rather than pinned.
     pub const REQUESTED: u32 = 4;
@@ -385,8 +385,6 @@ pub struct TpOffsets {
     pub fork_child_pid: u32,
     /// `pid` of `sched:sched_process_exit`.
     pub exit_pid: u32,
-    /// `len` of `skb:skb_copy_datagram_iovec`.
-    pub skb_copy_len: u32,
     /// `next_pid` / `prev_state` of `sched:sched_switch`.
     pub switch_next_pid: u32,
     pub switch_prev_state: u32,
@@ -423,8 +421,8 @@ pub struct TpOffsets {
     pub uring_complete_req: u32,
     pub uring_complete_res: u32,
     pub uring_complete_cflags: u32,
-    /// Keeps [`Config`] free of implicit padding (an even number of `u32` fields).
-    pub _pad: u32,
+    // An even number of `u32` fields keeps [`Config`] free of implicit padding (checked in
+    // the tests below): add a `_pad` when adding or removing one.
 }
 
 impl TpOffsets {
@@ -437,7 +435,6 @@ impl TpOffsets {
         sock_len_ret: 0,
         fork_child_pid: 0,
         exit_pid: 0,
-        skb_copy_len: 0,
         switch_next_pid: 0,
         switch_prev_state: 0,
         skb_data_len: 0,
@@ -458,7 +455,6 @@ impl TpOffsets {
         uring_complete_req: 0,
         uring_complete_res: 0,
         uring_complete_cflags: 0,
-        _pad: 0,
     };
 }
 
@@ -586,7 +582,7 @@ mod tests {
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
         assert_eq!(size_of::<SpanEvent>(), 8 * 3 + 4 * 2 + 2 * 2 + 4);
-        assert_eq!(size_of::<TpOffsets>(), 4 * 30);
+        assert_eq!(size_of::<TpOffsets>(), 4 * 28);
         assert_eq!(size_of::<UringReq>(), 24);
         assert_eq!(size_of::<TaskInfo>(), COMM_LEN + 8);
         assert_eq!(

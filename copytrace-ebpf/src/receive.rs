@@ -1,20 +1,22 @@
-//! Receive copies: `skb_copy_datagram_iter(skb, offset, to, len)` (0 on success) in the probe
-//! tiers; the `skb:skb_copy_datagram_iovec(skb, len)` tracepoint (start of the copy, no return
-//! value: a failed copy would still count) otherwise.
+//! Receive copies: `skb_copy_datagram_iter(skb, offset, to, len)` (0 on success), probe
+//! tiers only.
+//!
+//! No tracepoint tier: `skb:skb_copy_datagram_iovec` fires for every skb every receiver on the
+//! machine copies, traced or not, and filtering them out cost an untraced 64-byte iperf3
+//! server about 7 % of its throughput here (one of the five events of each of its messages).
+//! Without a probe, user space derives the path from the socket receive rows instead (the
+//! bytes receive calls returned from sockets: what the copies wrote).
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
-    programs::{
-        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
-        TracePointContext,
-    },
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use copytrace_common::{aux, path};
+use copytrace_common::path;
 
 use crate::{
     filter::counts,
     pairing::{entry_key, pair_enter, pair_exit},
-    rows::{field, key, offsets, record},
+    rows::{key, record},
 };
 
 #[inline(always)]
@@ -36,21 +38,6 @@ fn recv_exit(ret: i64) {
             bytes,
             ret != 0,
             Some(ns),
-        );
-    }
-}
-
-/// The tracepoint tiers: one copy of `len` bytes starts.
-#[inline(always)]
-fn copy_starts(len: i32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if counts(pid_tgid) {
-        record(
-            &key(pid_tgid, path::RECV_COPY, 0, aux::DERIVED),
-            1,
-            len.max(0) as u64,
-            false,
-            None,
         );
     }
 }
@@ -81,20 +68,5 @@ pub fn kp_recv_copy(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn krp_recv_copy(ctx: RetProbeContext) -> u32 {
     recv_exit(ctx.ret::<i32>() as i64);
-    0
-}
-
-#[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
-pub fn raw_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
-    let len: u64 = ctx.arg(1);
-    copy_starts(len as i32);
-    0
-}
-
-#[tracepoint]
-pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
-    if let Some(len) = field::<i32>(&ctx, offsets().skb_copy_len) {
-        copy_starts(len);
-    }
     0
 }

@@ -37,7 +37,6 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("sock", "sock_send_length"),
     ("sock", "sock_recv_length"),
     ("tcp", "tcp_sendmsg_locked"),
-    ("skb", "skb_copy_datagram_iovec"),
     ("net", "net_dev_xmit"),
     ("sched", "sched_switch"),
     ("sched", "sched_process_fork"),

@@ -169,6 +169,11 @@ fn send_and_sendmsg_bytes_and_calls_are_exact() {
     // least those).
     let b = Breakdown::compute(&mine, &decisions);
     assert_eq!(b.bytes_of("zero-copy attach"), Some(0));
+    assert_eq!(
+        b.bytes_of("receive copy"),
+        Some(0),
+        "the sender received nothing"
+    );
     let copied = b.bytes_of("user→kernel copy").unwrap();
     if b.path("user→kernel copy").unwrap().tier == Some(Tier::Derived) {
         assert_eq!(copied, bytes + msg_bytes, "derived copy bytes");
@@ -192,6 +197,14 @@ fn send_and_sendmsg_bytes_and_calls_are_exact() {
             .total(path::SOCK_RECV, Some(libc::IPPROTO_TCP as u16))
             .bytes,
         received
+    );
+    // Every byte received was copied to user memory (derived from those calls where the copy
+    // helper cannot be probed; measured per copy where it can), and nothing else was.
+    let b = Breakdown::compute(&theirs, &decisions);
+    assert_eq!(
+        b.bytes_of("receive copy"),
+        Some(received),
+        "receive copy bytes"
     );
     assert_eq!(snap.counters.lost(), 0, "lost events: {:?}", snap.counters);
 }

@@ -265,8 +265,9 @@ fn finish_workload(mut r: Running) -> anyhow::Result<f64> {
 }
 
 /// What copytrace records on a tracepoint-only kernel, as a bpftrace script: the tracked
-/// system calls (latency histogram, bytes), the socket layer both ways, tcp_sendmsg's copy
-/// loop, receive copies, and time off CPU.
+/// system calls (latency histogram, bytes), the socket layer both ways (whose receive bytes
+/// are also the receive copies: copytrace derives them so, and hooks no skb copy), tcp_sendmsg's
+/// copy loop, and time off CPU.
 const BPFTRACE: &str = "
 tracepoint:syscalls:sys_enter_write,tracepoint:syscalls:sys_enter_writev,
 tracepoint:syscalls:sys_enter_sendto,tracepoint:syscalls:sys_enter_sendmsg,
@@ -283,7 +284,6 @@ tracepoint:syscalls:sys_exit_recvfrom,tracepoint:syscalls:sys_exit_recvmsg
 tracepoint:sock:sock_send_length,tracepoint:sock:sock_recv_length /pid == PID/ {
   @sock_bytes[probe] = sum(args->ret); }
 tracepoint:tcp:tcp_sendmsg_locked /pid == PID/ { @tcp_iterations = count(); }
-tracepoint:skb:skb_copy_datagram_iovec /pid == PID/ { @recv_copy = sum(args->len); }
 tracepoint:sched:sched_switch /pid == PID/ { @off[tid] = nsecs; }
 tracepoint:sched:sched_switch /@off[args->next_pid]/ {
   @off_cpu_ns = sum(nsecs - @off[args->next_pid]); delete(@off[args->next_pid]); }

@@ -55,19 +55,23 @@ pub struct Breakdown {
 const SOCKET_CALLS_ONLY: &str = "send, sendto and sendmsg only: write, writev and sendfile \
      on sockets are told from file I/O by the socket layer, which no tier sees here";
 
-/// A derived path whose inputs this kernel's tiers cannot see: unavailable, and why.
-fn underivable(p: PathStat, derivable: bool) -> PathStat {
+/// Why a derived send path is unavailable: what it is derived from is not seen.
+const SEND_UNDERIVABLE: &str =
+    "derived from send calls that reached a socket, and no tier here sees the socket layer";
+/// The same for the receive copy.
+const RECV_UNDERIVABLE: &str =
+    "derived from receive calls on sockets, and no tier here sees the socket layer";
+
+/// A derived path whose inputs this kernel's tiers cannot see (`derivable` false):
+/// unavailable, and `why`.
+fn underivable(p: PathStat, derivable: bool, why: &str) -> PathStat {
     if derivable || p.tier != Some(Tier::Derived) {
         return p;
     }
     PathStat {
         tier: Some(Tier::Unavailable),
         bytes: None,
-        note: Some(
-            "derived from send calls that reached a socket, and no tier here sees the socket \
-             layer"
-                .to_string(),
-        ),
+        note: Some(why.to_string()),
         ..p
     }
 }
@@ -167,6 +171,13 @@ impl Breakdown {
         } else {
             snap.total(path::ZEROCOPY, None)
         };
+        // Without a probe on the copy: what the receive calls on sockets returned is what
+        // their copies wrote (one event per call, not per copy).
+        let recv_copies = if tier_is(names::RECV_COPY, Tier::Derived) {
+            snap.total(path::SOCK_RECV, None)
+        } else {
+            snap.total(path::RECV_COPY, None)
+        };
         let recvs = snap.sum(|k| k.path == path::SYSCALL && !syscall::is_send(k.op));
         let pinned =
             snap.sum(|k| k.path == path::PIN_PAGES && k.aux & aux::REQUESTED == 0 && attributed(k));
@@ -191,10 +202,15 @@ impl Breakdown {
                 snap.total(path::TCP_SENDMSG, None),
                 visible(names::TCP),
             ),
-            underivable(stat(names::COPY, copies, false), derivable),
+            underivable(
+                stat(names::COPY, copies, false),
+                derivable,
+                SEND_UNDERIVABLE,
+            ),
             underivable(
                 stat(names::ZEROCOPY, zerocopy, timed_tier(names::ZEROCOPY)),
                 derivable,
+                SEND_UNDERIVABLE,
             ),
             stat(names::PINNING, pinned, true),
             stat(names::DEFERRED, deferred, true),
@@ -218,10 +234,10 @@ impl Breakdown {
                 }),
                 false,
             ),
-            stat(
-                names::RECV_COPY,
-                snap.total(path::RECV_COPY, None),
-                timed_tier(names::RECV_COPY),
+            underivable(
+                stat(names::RECV_COPY, recv_copies, timed_tier(names::RECV_COPY)),
+                visible(names::SOCKET_RECV),
+                RECV_UNDERIVABLE,
             ),
             stat(names::SCHED, snap.total(path::OFF_CPU, None), true),
         ];

@@ -139,7 +139,6 @@ pub fn read_offsets(root: &Path) -> Result<TpOffsets> {
     o.exit_pid = optional("sched", "sched_process_exit", "pid")?;
     o.switch_next_pid = optional("sched", "sched_switch", "next_pid")?;
     o.switch_prev_state = optional("sched", "sched_switch", "prev_state")?;
-    o.skb_copy_len = optional("skb", "skb_copy_datagram_iovec", "len")?;
     let submit = if tracefs::tracepoint_exists(root, "io_uring", "io_uring_submit_req") {
         "io_uring_submit_req"
     } else {

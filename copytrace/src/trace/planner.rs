@@ -435,14 +435,13 @@ static PATHS: &[PathSpec] = &[
                     ("krp_recv_copy", HookKind::KRetProbe),
                 ],
             },
-            raw!("skb", &["skb_copy_datagram_iovec"]),
-            Candidate {
-                tier: Tier::Tracepoint,
-                targets: &["skb_copy_datagram_iovec"],
-                hooks: &[("skb_copy_datagram_iovec", HookKind::Tracepoint("skb"))],
-            },
+            // No tracepoint tier: skb:skb_copy_datagram_iovec fires for every copy of every
+            // receiver on the machine, traced or not (see the kernel side's `receive`).
         ],
-        fallback: Fallback::Unavailable("no probe on skb_copy_datagram_iter and no tracepoint"),
+        fallback: Fallback::Derived(
+            "bytes receive calls on sockets returned (one event per call): the copy helper \
+             cannot be probed here, and its tracepoint would cost every untraced receiver",
+        ),
     },
     PathSpec {
         name: names::URING,

@@ -312,10 +312,11 @@ impl TierView {
 
 /// Paths whose events a derivation counts differently from a probe (system calls against
 /// copy chunks): only their bytes must agree across a derived and a measured tier.
-const BYTES_ONLY_WHEN_DERIVED: [&str; 3] = [
+const BYTES_ONLY_WHEN_DERIVED: [&str; 4] = [
     "user→kernel copy",
     "zero-copy attach",
     "socket send (system calls)",
+    "receive copy",
 ];
 
 /// Compare every path between every two views: where both tiers see a path, events and bytes
