@@ -109,6 +109,9 @@ struct Sample {
     mbps: f64,
     ns_per_send: Option<f64>,
     ns_per_event: Option<f64>,
+    /// iperf3's own CPU use of its client and server over the whole run, %: which side
+    /// bounds the throughput (a tracer's cost slows only what it lands on).
+    cpu: Option<[f64; 2]>,
 }
 
 /// Program statistics on while the returned descriptor lives (`BPF_ENABLE_STATS`, kernel
@@ -237,8 +240,9 @@ fn start_workload(env: &BuildEnv, w: Workload, size: u64, seconds: u64) -> anyho
     })
 }
 
-/// Wait for the workload to end; its throughput over the measured part, Mbit/s.
-fn finish_workload(mut r: Running) -> anyhow::Result<f64> {
+/// Wait for the workload to end; its throughput over the measured part, Mbit/s, and (iperf3)
+/// the client's and the server's CPU use.
+fn finish_workload(mut r: Running) -> anyhow::Result<(f64, Option<[f64; 2]>)> {
     let st = r.child.wait()?;
     if !st.success() {
         bail!("the {:?} workload failed ({st})", r.workload);
@@ -255,11 +259,13 @@ fn finish_workload(mut r: Running) -> anyhow::Result<f64> {
                     secs += s["seconds"].as_f64().unwrap_or(0.0);
                 }
             }
-            Ok(bits / secs / 1e6)
+            let cpu = &v["end"]["cpu_utilization_percent"];
+            let cpu = cpu["host_total"].as_f64().zip(cpu["remote_total"].as_f64());
+            Ok((bits / secs / 1e6, cpu.map(|(c, s)| [c, s])))
         }
         Workload::Bench => v["records"][0]["sender"]["gbps"]
             .as_f64()
-            .map(|g| g * 1e3)
+            .map(|g| (g * 1e3, None))
             .context("bench record without sender.gbps"),
     }
 }
@@ -397,7 +403,7 @@ fn measure(
     thread::sleep(at((WARM + STATS) as f64 - 0.2).saturating_duration_since(Instant::now()));
     let (s1, dt) = (program_stats()?, t0.elapsed().as_secs_f64());
     drop(stats);
-    let mbps = finish_workload(run)?;
+    let (mbps, cpu) = finish_workload(run)?;
     if let Some(mut t) = tracer {
         if let Some(st) = t.0.try_wait()? {
             bail!("{} ended ({st}) before the workload did", watcher.name());
@@ -418,6 +424,7 @@ fn measure(
         mbps,
         ns_per_send: traced.then(|| ns as f64 / sends),
         ns_per_event: (traced && events > 0).then(|| ns as f64 / events as f64),
+        cpu,
     })
 }
 
@@ -439,12 +446,15 @@ fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
                     let watcher = watchers[(i + r) % watchers.len()];
                     let s = measure(env, a, w, size, watcher)?;
                     eprintln!(
-                        "xtask: trace-overhead: round {}: {w:?} {size} B, {}: {:.1} Mbit/s{}",
+                        "xtask: trace-overhead: round {}: {w:?} {size} B, {}: {:.1} Mbit/s{}{}",
                         r + 1,
                         watcher.name(),
                         s.mbps,
                         s.ns_per_send
                             .map(|n| format!(", {n:.0} ns of program time per send"))
+                            .unwrap_or_default(),
+                        s.cpu
+                            .map(|[c, s]| format!(", CPU client {c:.0} % server {s:.0} %"))
                             .unwrap_or_default()
                     );
                     res.entry((w, size))
@@ -496,12 +506,23 @@ fn print(res: &Results, a: &Args) {
             let r = ratios(by, watcher, Watcher::Untraced);
             let ns: Vec<f64> = s.iter().filter_map(|s| s.ns_per_send).collect();
             let vs_floor = ratios_of(by, watcher, Watcher::Floor, |s| s.ns_per_send);
+            let cpu = |i: usize| -> Vec<f64> { s.iter().filter_map(|s| Some(s.cpu?[i])).collect() };
+            let (client, server) = (cpu(0), cpu(1));
             println!(
-                "    {:<26} {:>9.1} Mbit/s   ×{:.3} untraced ({}){}",
+                "    {:<26} {:>9.1} Mbit/s   ×{:.3} untraced ({}){}{}",
                 watcher.name(),
                 median(&mbps),
                 median(&r),
                 list(&r),
+                if client.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "   CPU client {:.0} % server {:.0} %",
+                        median(&client),
+                        median(&server)
+                    )
+                },
                 if ns.is_empty() {
                     String::new()
                 } else {
