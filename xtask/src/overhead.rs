@@ -8,7 +8,8 @@
 //! * `copytrace trace -p PID`;
 //! * two bpftrace scripts: one with what copytrace records on this kernel (the send and
 //!   receive system calls with latency histograms and bytes, socket-layer bytes both ways,
-//!   tcp_sendmsg iterations, receive copies, time off CPU), and the narrower one of the issue
+//!   tcp_sendmsg iterations, time off CPU; receive copies are the socket layer's receive
+//!   bytes, as copytrace derives them), and the narrower one of the issue
 //!   that measured the peer first (send calls, send bytes, tcp iterations, switches).
 //!
 //! The iperf3 pair is pinned (`-A 0,1`: client on CPU 0, server on CPU 1), so that every run
