@@ -455,7 +455,7 @@ fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
                             .map(|n| format!(", {n:.0} ns of program time per send"))
                             .unwrap_or_default(),
                         s.cpu
-                            .map(|[c, s]| format!(", CPU client {c:.0} % server {s:.0} %"))
+                            .map(|[c, s]| format!(", {}", cpu_use(c, s)))
                             .unwrap_or_default()
                     );
                     res.entry((w, size))
@@ -468,6 +468,11 @@ fn rounds(env: &BuildEnv, a: &Args) -> anyhow::Result<Results> {
         }
     }
     Ok(res)
+}
+
+/// iperf3's CPU use of its client and server, %, as every line shows it.
+fn cpu_use(client: f64, server: f64) -> String {
+    format!("CPU client {client:.0} % server {server:.0} %")
 }
 
 /// Per-round ratios of `w`'s throughput to `base`'s.
@@ -518,11 +523,7 @@ fn print(res: &Results, a: &Args) {
                 if client.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        "   CPU client {:.0} % server {:.0} %",
-                        median(&client),
-                        median(&server)
-                    )
+                    format!("   {}", cpu_use(median(&client), median(&server)))
                 },
                 if ns.is_empty() {
                     String::new()
