@@ -360,7 +360,8 @@ pub mod counter {
     pub const OFFCPU_FULL: u32 = 8;
     /// A traced thread switched out while its last switch out was still open: the switch in
     /// between was not seen (one off-CPU interval lost, uncounted by the kernel; seen while
-    /// other tracers attach to or detach from `sched_switch`, and under fork churn).
+    /// other tracers attach to or detach from `sched_switch`, under fork churn, and after
+    /// tasks whose switch out fires no `sched_switch`, such as a VM agent's threads).
     pub const OFFCPU_MISSED_SWITCH_IN: u32 = 9;
     pub const COUNT: u32 = 10;
 }

@@ -206,7 +206,14 @@ fn send_and_sendmsg_bytes_and_calls_are_exact() {
         Some(received),
         "receive copy bytes"
     );
-    assert_eq!(snap.counters.lost(), 0, "lost events: {:?}", snap.counters);
+    // Nothing lost but off-CPU intervals the kernel's sched_switch stream hid (README, "Kernel
+    // paths and attach tiers"; the off-CPU check holds those to account).
+    let c = &snap.counters;
+    assert_eq!(
+        c.lost() - c.offcpu_missed_switch_in,
+        0,
+        "lost events: {c:?}"
+    );
 }
 
 #[test]
@@ -417,19 +424,27 @@ fn pin_realtime() {
     }
 }
 
-/// Off-CPU time against the kernel's own count of the thread's context switches.
-///
+/// One sleeper's run under a fresh tracer: what the tracer saw and what the kernel counted.
+struct SleeperRun {
+    snap: Snapshot,
+    tid: u32,
+    untraced_pid: u32,
+    /// The sleeper's switches out that have had their switch in (all but the last).
+    switches: u64,
+    voluntary: u64,
+    wall: Duration,
+    tier: Option<Tier>,
+}
+
 /// A thread spawned after attach (every switch it makes is inside the window) sleeps, then
 /// blocks. Its count of switches out is read while it is blocked, unchanged across the
-/// snapshot: each but the last (the one it is blocked in) has had its switch in, so its
-/// off-CPU events must equal that count less one, exactly. (Counting while it runs, as the
-/// first version did, missed a preemption between the count and the block: 22 for 21 once
-/// on the 6.1 guest.) Its off-CPU time lies between its sleeps and its lifetime. A process
-/// the tracer does not follow, sleeping meanwhile, has no rows.
-fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
-    let _alone = ATTACH.write().unwrap_or_else(|e| e.into_inner());
+/// snapshot: each but the last (the one it is blocked in) has had its switch in. (Counting
+/// while it runs, as the first version did, missed a preemption between the count and the
+/// block: 22 for 21 once on the 6.1 guest.) A process the tracer does not follow sleeps
+/// meanwhile.
+fn sleeper_run(best_tier: Tier) -> SleeperRun {
     let tracer = tracer_at(best_tier);
-    let untraced = std::process::Command::new("sleep")
+    let mut untraced = std::process::Command::new("sleep")
         .arg("0.05")
         .spawn()
         .unwrap();
@@ -445,11 +460,8 @@ fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
         go_rx.recv().unwrap();
     });
     let tid = rx.recv().unwrap();
-    let mut untraced = untraced;
     let untraced_pid = untraced.id();
     assert!(untraced.wait().unwrap().success());
-    // The sleeper's count, read while it is blocked, the same before and after the snapshot:
-    // every switch out but the one it is blocked in has had its switch in.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (snap, switches, voluntary) = loop {
         let before = blocked_switches(tid);
@@ -473,46 +485,100 @@ fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
         .iter()
         .find(|d| d.path == planner::names::SCHED)
         .map(|d| d.tier);
-    drop(tracer);
-
-    assert_eq!(tier, Some(best_tier), "scheduling tier");
-    assert!(
-        voluntary > u64::from(SLEEPS),
-        "{voluntary} voluntary switches"
-    );
-    let off = snap.for_thread(tid).total(path::OFF_CPU, None);
-    eprintln!(
-        "{best_tier:?}: {} off-CPU events for {} switches ({} voluntary), {:.1} ms off CPU in {:.1} ms",
-        off.count,
+    SleeperRun {
+        snap,
+        tid,
+        untraced_pid,
         switches,
         voluntary,
-        off.total_ns as f64 / 1e6,
-        wall.as_secs_f64() * 1e3
+        wall,
+        tier,
+    }
+}
+
+/// Runs of [`off_cpu_matches_the_kernels_switch_count`] at most, for one whose event stream
+/// is complete.
+const SLEEPER_RUNS: usize = 3;
+
+/// Off-CPU time against the kernel's own count of the thread's context switches.
+///
+/// The sleeper's off-CPU events must equal its switches, exactly, and its off-CPU time lie
+/// between its sleeps and its lifetime — in a run where the kernel's `sched_switch` stream
+/// showed every switch in. On the CI VM it sometimes does not: the VM agent's worker threads
+/// switch out with no `sched_switch` at all (`/proc/1/task/77/status` counted 9 switches in
+/// 5 s; ftrace's own `sched_switch` event recorded 9 switches into that thread and none out of
+/// it), so a thread that runs after one is switched in unseen by every tracer — 1 run in 40
+/// here beside two busy `dd` loops, once in CI. copytrace reports each such interval as lost
+/// (`offcpu_missed_switch_in`). A run with one is checked for what still holds — every switch
+/// of the sleeper is an interval timed or one reported lost, nothing else is lost — and run
+/// again, up to [`SLEEPER_RUNS`] times; one run must be complete.
+fn off_cpu_matches_the_kernels_switch_count(best_tier: Tier) {
+    let _alone = ATTACH.write().unwrap_or_else(|e| e.into_inner());
+    for attempt in 1..=SLEEPER_RUNS {
+        let r = sleeper_run(best_tier);
+        assert_eq!(r.tier, Some(best_tier), "scheduling tier");
+        assert!(
+            r.voluntary > u64::from(SLEEPS),
+            "{} voluntary switches",
+            r.voluntary
+        );
+        let (snap, switches) = (&r.snap, r.switches);
+        let off = snap.for_thread(r.tid).total(path::OFF_CPU, None);
+        let c = &snap.counters;
+        eprintln!(
+            "{best_tier:?} run {attempt}: {} off-CPU events for {switches} switches ({} \
+             voluntary), {:.1} ms off CPU in {:.1} ms; {} switch-ins not seen",
+            off.count,
+            r.voluntary,
+            off.total_ns as f64 / 1e6,
+            r.wall.as_secs_f64() * 1e3,
+            c.offcpu_missed_switch_in
+        );
+        assert_eq!(
+            off.hist.iter().sum::<u64>(),
+            off.count,
+            "every event in the histogram"
+        );
+        assert!(
+            snap.for_thread(r.untraced_pid).rows.is_empty(),
+            "an untraced process has rows: {:?}",
+            snap.for_thread(r.untraced_pid).rows
+        );
+        assert_eq!(
+            c.lost() - c.offcpu_missed_switch_in,
+            0,
+            "lost events: {c:?}"
+        );
+        // Each switch out of the sleeper is followed by a switch in that was timed or that
+        // the tracer reports unseen (the count covers every traced thread of this process).
+        assert!(
+            off.count <= switches && off.count + c.offcpu_missed_switch_in >= switches,
+            "{best_tier:?}: {} off-CPU events, {} unseen switch-ins, {switches} switches: {c:?}",
+            off.count,
+            c.offcpu_missed_switch_in
+        );
+        if c.offcpu_missed_switch_in > 0 {
+            continue;
+        }
+        assert_eq!(
+            off.count, switches,
+            "{best_tier:?}: off-CPU events of the sleeper against its context switches \
+             ({} voluntary); counters {c:?}, skipped {:?}",
+            r.voluntary, snap.skipped
+        );
+        let slept = SLEEP * SLEEPS;
+        assert!(
+            off.total_ns >= slept.as_nanos() as u64 && off.total_ns <= r.wall.as_nanos() as u64,
+            "{best_tier:?}: {} ns off CPU, slept {slept:?}, alive {:?}",
+            off.total_ns,
+            r.wall
+        );
+        return;
+    }
+    panic!(
+        "{best_tier:?}: in each of {SLEEPER_RUNS} runs the tracer reported switch-ins of traced \
+         threads it did not see"
     );
-    assert_eq!(
-        off.count, switches,
-        "{best_tier:?}: off-CPU events of the sleeper against its context switches \
-         ({} voluntary); counters {:?}, skipped {:?}",
-        voluntary, snap.counters, snap.skipped
-    );
-    assert_eq!(
-        off.hist.iter().sum::<u64>(),
-        off.count,
-        "every event in the histogram"
-    );
-    let slept = SLEEP * SLEEPS;
-    assert!(
-        off.total_ns >= slept.as_nanos() as u64 && off.total_ns <= wall.as_nanos() as u64,
-        "{best_tier:?}: {} ns off CPU, slept {slept:?}, alive {:?}",
-        off.total_ns,
-        wall
-    );
-    assert!(
-        snap.for_thread(untraced_pid).rows.is_empty(),
-        "an untraced process has rows: {:?}",
-        snap.for_thread(untraced_pid).rows
-    );
-    assert_eq!(snap.counters.lost(), 0, "lost events: {:?}", snap.counters);
 }
 
 on_both_tiers!(
