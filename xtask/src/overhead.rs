@@ -537,7 +537,9 @@ fn print(res: &Results, a: &Args) {
                 }
             );
         }
-        for peer in [Watcher::Bpftrace, Watcher::BpftraceSend] {
+        // What copytrace's programs cost beyond empty ones on the same hooks: the part of its
+        // throughput cost that its own code, not the hook set, decides.
+        for peer in [Watcher::Floor, Watcher::Bpftrace, Watcher::BpftraceSend] {
             let r = ratios(by, Watcher::Copytrace, peer);
             println!(
                 "    copytrace ÷ {} throughput: ×{:.3} ({})",
