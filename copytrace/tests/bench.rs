@@ -184,6 +184,13 @@ fn small_sweep_records_everything_and_sides_agree() {
 /// messages, first to last. They used to disagree by the delayed-ACK time (40 ms) whenever
 /// the last message waited for an ACK (Nagle, or a zero-copy sender waiting for completions
 /// before its FIN), often in a cell's first repeat.
+///
+/// What the receiver's window may hold beyond the sender's is time its bytes waited in the
+/// socket for it (`receiver_wait_ns`: a receiver off the CPU just after the sender's last
+/// send returned; CI saw 24.5 ms once). That is excused, as measured, and nothing else is (a
+/// shorter receiver window never):
+/// a delayed ACK holds the data back, so the receiver waits with nothing queued and its
+/// wait stays at the queueing delay of a few ms.
 #[test]
 #[ignore = "a timing test, run alone by `cargo xtask test`"]
 fn sender_and_receiver_windows_agree_from_the_first_repeat() {
@@ -218,12 +225,15 @@ fn sender_and_receiver_windows_agree_from_the_first_repeat() {
             r["sender"]["seconds"].as_f64().unwrap(),
             r["receiver"]["seconds"].as_f64().unwrap(),
         );
+        let waited = r["receiver_wait_ns"].as_u64().unwrap() as f64 / 1e9;
         assert!(
-            (rx / tx - 1.0).abs() <= 0.01,
-            "{} {} repeat {}: receiver window {rx:.4} s, sender {tx:.4} s",
+            rx - tx <= 0.01 * tx + waited && tx - rx <= 0.01 * tx,
+            "{} {} repeat {}: receiver window {rx:.4} s, sender {tx:.4} s, receiver's bytes \
+             waited at most {:.1} ms",
             r["mode"],
             r["size"],
-            r["repeat"]
+            r["repeat"],
+            waited * 1e3
         );
     }
 }

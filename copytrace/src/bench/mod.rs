@@ -1,5 +1,6 @@
 //! The benchmark engine: two-copy, one-copy and zero-copy TCP senders, a verifying receiver,
 //! stream and request/response patterns, and sweeps over modes × sizes × threads × repeats.
+pub mod arrival;
 pub mod cause;
 pub mod client;
 pub mod message;
@@ -9,6 +10,7 @@ pub mod results;
 pub mod sender;
 pub mod sendfile;
 pub mod server;
+pub mod sockopt;
 pub mod stats;
 pub mod sweep;
 pub mod topology;

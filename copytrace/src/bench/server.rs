@@ -9,15 +9,16 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     bench::{
-        Pattern,
+        Pattern, arrival,
         message::{AlignedBuf, Verifier},
         modes::new_sender,
         sender::Sender,
+        sockopt::set_int_opt,
         wire::{self, Hello, PROTOCOL_VERSION, REQUEST_LEN, Report},
         zerocopy::ZeroCopyOptions,
     },
@@ -109,7 +110,7 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
         )));
     }
     if let Some(b) = hello.rcvbuf {
-        set_int_opt(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32)?;
+        set_int_opt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32)?;
     }
     // Allocate everything first (a zero-copy pool can take a while to fill), then tell the
     // client we are ready, so the measured window never includes our setup.
@@ -120,7 +121,8 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
             // receiver woken for every segment makes the sender pay a cross-CPU wake-up per
             // segment (IPI, a VM exit in a VM).
             let lowat = hello.size.clamp(1, 256 << 10) as i32;
-            set_int_opt(&s, libc::SOL_SOCKET, libc::SO_RCVLOWAT, lowat)?;
+            set_int_opt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, lowat)?;
+            arrival::enable(&s)?;
             let v = Verifier::new(hello.conn, hello.size, hello.verify);
             wire::write_frame(&mut s, &wire::READY)?;
             if hello.read_delay_ms > 0 {
@@ -150,24 +152,6 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
     s.flush()?;
     let _ = s.shutdown(Shutdown::Write);
     Ok(())
-}
-
-pub fn set_int_opt(s: &TcpStream, level: i32, opt: i32, v: i32) -> io::Result<()> {
-    // SAFETY: valid fd and option buffer.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&v as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Bytes TCP retransmitted on `s` so far (TCP_INFO `tcpi_bytes_retrans`): a retransmitted
@@ -212,17 +196,21 @@ fn receive_stream(
     let mut buf = AlignedBuf::new(1 << 20, AlignedBuf::PAGE);
     let mut corruption = None;
     let mut enabled = false;
+    let mut wait = Duration::ZERO;
     loop {
-        let n = read_some(s, &mut buf)?;
-        if n == 0 {
+        let r = arrival::read(s, &mut buf)?;
+        if r.len == 0 {
             break;
         }
-        let now = Instant::now();
+        let n = r.len;
         // After a corruption keep draining, so the sender finishes and gets the report.
         if corruption.is_none()
-            && let Err(c) = v.feed(&buf[..n], now)
+            && let Err(c) = v.feed(&buf[..n], r.at)
         {
             corruption = Some(c.0);
+        }
+        if v.window_start.is_some() {
+            wait = wait.max(r.waited());
         }
         if !enabled && v.window_start.is_some() {
             counters.enable()?;
@@ -246,6 +234,7 @@ fn receive_stream(
         measured_messages: v.measured_messages,
         measured_bytes: v.measured_bytes(),
         measured_ns,
+        wait_ns: wait.as_nanos() as u64,
         counters: counters.read()?,
         sender: None,
         measured_responses: 0,
@@ -300,6 +289,7 @@ fn respond(
         measured_messages: measured_responses,
         measured_bytes: measured_responses * hello.size as u64,
         measured_ns: 0,
+        wait_ns: 0,
         counters: counters.read()?,
         sender: Some(stats),
         measured_responses,

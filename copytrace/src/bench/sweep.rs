@@ -456,6 +456,8 @@ fn assemble(cell: Cell, repeat: usize, rs: &[ConnResult]) -> io::Result<Record> 
         threads: cell.threads,
         repeat,
         rx_tx_ratio: (sender.gbps > 0.0).then(|| receiver.gbps / sender.gbps),
+        receiver_wait_ns: (cell.pattern == Pattern::Stream)
+            .then(|| rs.iter().map(|r| r.report.wait_ns).max().unwrap_or(0)),
         sender,
         receiver,
         latency: lat,

@@ -47,8 +47,13 @@ pub struct Report {
     pub bytes: u64,
     pub measured_messages: u64,
     pub measured_bytes: u64,
-    /// From the first byte of the first measured message to the last byte of the last one.
+    /// From the end of the last warm-up message to the end of the last measured one, timed by
+    /// when those bytes arrived (see `bench/arrival.rs`).
     pub measured_ns: u64,
+    /// Stream: the longest a read's newest byte waited in the socket for the receiver inside
+    /// the measured window (see `StampedRead::waited`; absent from older peers: 0).
+    #[serde(default)]
+    pub wait_ns: u64,
     pub counters: CounterValues,
     /// For `rr`: the server was the sender.
     pub sender: Option<SenderStats>,

@@ -20,6 +20,7 @@ use std::{
 use crate::bench::{
     message::{FIELDS, Message},
     sender::{Sender, SenderStats, ZeroCopyStats, sendmsg_all},
+    sockopt::set_int_opt,
 };
 
 const SO_ZEROCOPY: libc::c_int = 60;
@@ -83,24 +84,8 @@ pub struct ZeroCopySender {
 
 impl ZeroCopySender {
     pub fn new(fd: RawFd, conn: u32, size: usize, opts: ZeroCopyOptions) -> io::Result<Self> {
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option buffer.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                SO_ZEROCOPY,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("setsockopt(SO_ZEROCOPY): {e}"),
-            ));
-        }
+        set_int_opt(fd, libc::SOL_SOCKET, SO_ZEROCOPY, 1)
+            .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(SO_ZEROCOPY): {e}")))?;
         let n = if opts.reuse_early {
             1
         } else {
