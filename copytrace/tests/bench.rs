@@ -187,10 +187,9 @@ fn small_sweep_records_everything_and_sides_agree() {
 ///
 /// What the receiver's window may hold beyond the sender's is time its bytes waited in the
 /// socket for it (`receiver_wait_ns`: a receiver off the CPU just after the sender's last
-/// send returned; CI saw 24.5 ms once). That is excused, as measured, and nothing else is (a
-/// shorter receiver window never):
-/// a delayed ACK holds the data back, so the receiver waits with nothing queued and its
-/// wait stays at the queueing delay of a few ms.
+/// send returned; CI saw 24.5 ms once). That is excused, as measured, and nothing else is; a
+/// shorter receiver window never. A delayed ACK holds the data back, so the receiver waits
+/// with nothing queued and its wait stays at the queueing delay (1–10 ms here).
 #[test]
 #[ignore = "a timing test, run alone by `cargo xtask test`"]
 fn sender_and_receiver_windows_agree_from_the_first_repeat() {

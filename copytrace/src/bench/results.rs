@@ -145,9 +145,9 @@ pub struct Record {
     /// Receiver Gbit/s ÷ sender Gbit/s: the two sides must agree.
     pub rx_tx_ratio: Option<f64>,
     /// Stream: the longest any received byte waited in its socket for the receiver, in ns (the
-    /// newest byte of each read; the most over connections). A receiver off the CPU while
-    /// data was queued at the window's end has a window longer than the sender's by up to
-    /// this much: the sender's send returned, the receiver had not read yet.
+    /// newest byte of each read; the most over connections). A receiver off the CPU with its
+    /// buffer full at the window's end holds the sender's last bytes back after the sender's
+    /// send returned: its window is then longer than the sender's by about this much.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver_wait_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

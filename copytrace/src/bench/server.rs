@@ -202,19 +202,18 @@ fn receive_stream(
         if r.len == 0 {
             break;
         }
-        let n = r.len;
         // After a corruption keep draining, so the sender finishes and gets the report.
         if corruption.is_none()
-            && let Err(c) = v.feed(&buf[..n], r.at)
+            && let Err(c) = v.feed(&buf[..r.len], r.at)
         {
             corruption = Some(c.0);
         }
         if v.window_start.is_some() {
             wait = wait.max(r.waited());
-        }
-        if !enabled && v.window_start.is_some() {
-            counters.enable()?;
-            enabled = true;
+            if !enabled {
+                counters.enable()?;
+                enabled = true;
+            }
         }
     }
     if corruption.is_none()
