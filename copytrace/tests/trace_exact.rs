@@ -378,6 +378,32 @@ on_both_tiers!(
 const SLEEPS: u32 = 20;
 const SLEEP: Duration = Duration::from_millis(2);
 
+/// The calling thread's voluntary context switches (`ru_nvcsw`, the kernel's `nvcsw`).
+fn own_voluntary_switches() -> i64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    u.ru_nvcsw
+}
+
+/// Sleep until [`SLEEPS`] sleeps have each switched the thread out. A nanosleep whose timer
+/// expires before the thread reaches `schedule()` returns without switching: the 6.1 guest
+/// under TCG, two guests on two host CPUs, once counted 20 voluntary switches for 20 sleeps
+/// and the block after them. Bounded: a thread that cannot switch fails the caller's check.
+fn sleep_switching() {
+    let mut switched = 0;
+    for _ in 0..4 * SLEEPS {
+        if switched == SLEEPS {
+            return;
+        }
+        let before = own_voluntary_switches();
+        thread::sleep(SLEEP);
+        if own_voluntary_switches() > before {
+            switched += 1;
+        }
+    }
+}
+
 /// The kernel's count of thread `tid`'s switches out (`voluntary_ctxt_switches` +
 /// `nonvoluntary_ctxt_switches`: `nvcsw`/`nivcsw`) and the voluntary ones, while it is
 /// blocked (state S); `None` while it is not.
@@ -456,9 +482,7 @@ fn sleeper_run(best_tier: Tier) -> SleeperRun {
     let spawned = Instant::now();
     let sleeper = thread::spawn(move || {
         pin_realtime();
-        for _ in 0..SLEEPS {
-            thread::sleep(SLEEP);
-        }
+        sleep_switching();
         tx.send(gettid()).unwrap();
         go_rx.recv().unwrap();
     });
