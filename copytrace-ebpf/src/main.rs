@@ -19,7 +19,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use copytrace_common::{
-    Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, TaskInfo, UringReq, counter,
+    CallKey, CallStats, Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, TaskInfo,
+    UringReq, counter,
 };
 
 // Shared machinery: who and when counts, stats rows, entry/return pairing.
@@ -50,6 +51,11 @@ static CONFIG: Config = Config::ZERO;
 
 #[map]
 static STATS: PerCpuHashMap<StatKey, Stats> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Socket system calls of the probe and raw tiers, each with its socket-layer row (and the
+/// tcp_sendmsg it timed) in the same value: one update per call (see `CallStats`).
+#[map]
+static CALLS: PerCpuHashMap<CallKey, CallStats> = PerCpuHashMap::with_max_entries(8192, 0);
 
 /// The name and cgroup of each thread with stats rows, captured when its first row is created
 /// (the exporter names rows of threads that exited before it read them). User space removes
@@ -102,6 +108,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// comfortably next to everything else.
 #[map]
 static ZERO: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+
+/// A zeroed `CallStats`, for the same reason.
+#[map]
+static ZERO_CALL: PerCpuArray<CallStats> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU call counter for sampling.
 #[map]

@@ -9,11 +9,14 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
     },
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::TracePointContext,
 };
-use copytrace_common::{StatKey, TaskInfo, TpOffsets, counter, hist_bucket};
+use copytrace_common::{
+    CallKey, HIST_BUCKETS, StatKey, Stats, TaskInfo, TpOffsets, counter, hist_bucket,
+};
 
-use crate::{CONFIG, COUNTERS, STATS, TASKS, ZERO};
+use crate::{CALLS, CONFIG, COUNTERS, STATS, TASKS, ZERO, ZERO_CALL};
 
 #[inline(always)]
 pub fn config_u32(field: &u32) -> u32 {
@@ -79,41 +82,73 @@ pub fn bump(idx: u32) {
     }
 }
 
+/// This CPU's value of row `key` in `map`, created from `zero` (a zeroed value) if missing.
+/// `tid` is the row's thread (0: none), named when the row is created.
+#[inline(always)]
+fn row<K, V>(
+    map: &PerCpuHashMap<K, V>,
+    zero: &PerCpuArray<V>,
+    key: &K,
+    tid: u32,
+) -> Option<*mut V> {
+    if let Some(p) = map.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let zero = zero.get_ptr(0)?;
+    remember_task(tid);
+    // SAFETY: `zero` points at a map value of type V. EEXIST (another CPU won the race to
+    // create the row) is fine: the lookup below finds it. Passing the reference (not `*zero`)
+    // keeps the value (hundreds of bytes) off the BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let _ = map.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64);
+    let p = map.get_ptr_mut(key);
+    if p.is_none() {
+        bump(counter::STATS_FULL);
+    }
+    p
+}
+
+/// Add one event timed `ns` to the histogram `hist` and its total `total_ns`.
+#[inline(always)]
+fn add_time(total_ns: &mut u64, hist: &mut [u64; HIST_BUCKETS], ns: u64) {
+    *total_ns += ns;
+    hist[hist_bucket(ns)] += 1;
+}
+
+/// Add `count` events and `bytes` to `s`; `ns` goes into its total and histogram.
+#[inline(always)]
+fn add(s: &mut Stats, count: u64, bytes: u64, failed: bool, ns: Option<u64>) {
+    s.count += count;
+    s.bytes += bytes;
+    if failed {
+        s.errors += 1;
+    }
+    if let Some(ns) = ns {
+        add_time(&mut s.total_ns, &mut s.hist, ns);
+    }
+}
+
 /// Add `count` events and `bytes` to the stats row `key`. `ns` goes into total/histogram.
 #[inline(always)]
 pub fn record(key: &StatKey, count: u64, bytes: u64, failed: bool, ns: Option<u64>) {
-    let p = match STATS.get_ptr_mut(key) {
-        Some(p) => p,
-        None => {
-            let Some(zero) = ZERO.get_ptr(0) else {
-                return;
-            };
-            remember_task(key.tid);
-            // SAFETY: `zero` points at a map value of type Stats. EEXIST (another CPU won the
-            // race to create the row) is fine: the lookup below finds it. Passing the reference
-            // (not `*zero`) keeps the 288-byte value off the BPF stack.
-            #[allow(clippy::needless_borrows_for_generic_args)]
-            let _ = STATS.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64);
-            match STATS.get_ptr_mut(key) {
-                Some(p) => p,
-                None => {
-                    bump(counter::STATS_FULL);
-                    return;
-                }
-            }
-        }
+    if let Some(p) = row(&STATS, &ZERO, key, key.tid) {
+        // SAFETY: `p` is this CPU's value for a key only the current task writes (tid in key).
+        add(unsafe { &mut *p }, count, bytes, failed, ns);
+    }
+}
+
+/// Add one socket system call of `bytes`, timed `ns`, to the calls row `key`, with the
+/// tcp_sendmsg it timed (`tcp_ns`, when `key` has [`copytrace_common::aux::TCP_TIMED`]).
+#[inline(always)]
+pub fn record_call(key: &CallKey, bytes: u64, failed: bool, ns: u64, tcp_ns: Option<u64>) {
+    let Some(p) = row(&CALLS, &ZERO_CALL, key, key.tid) else {
+        return;
     };
-    // SAFETY: `p` is this CPU's value for a key only the current task writes (tid in key).
-    unsafe {
-        (*p).count += count;
-        (*p).bytes += bytes;
-        if failed {
-            (*p).errors += 1;
-        }
-        if let Some(ns) = ns {
-            (*p).total_ns += ns;
-            (*p).hist[hist_bucket(ns)] += 1;
-        }
+    // SAFETY: as in `record`.
+    let c = unsafe { &mut *p };
+    add(&mut c.call, 1, bytes, failed, Some(ns));
+    if let Some(ns) = tcp_ns {
+        add_time(&mut c.tcp_ns, &mut c.tcp_hist, ns);
     }
 }
 

@@ -12,12 +12,14 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use copytrace_common::{InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, syscall};
+use copytrace_common::{
+    CallKey, InFlight, MSG_ZEROCOPY, SpanEvent, aux, counter, inflight, path, syscall,
+};
 
 use crate::{
     CONFIG, INFLIGHT, SAMPLE, SPANS,
     filter::{armed, traced},
-    rows::{bump, config_u32, field, key, now, offsets, read_kernel, record},
+    rows::{bump, config_u32, field, key, now, offsets, read_kernel, record, record_call},
     socket::{SOCK_SEEN_HOOK, mark_fd_socket, sockets_by_fd},
 };
 
@@ -98,35 +100,31 @@ fn on_exit(pid_tgid: u64, f: &InFlight, state: u32, ret: i64) {
     let ns = end_ns.saturating_sub(f.start_ns);
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     let family_bits = (f.family as u32) << aux::FAMILY_SHIFT;
-    record(
-        &key(pid_tgid, path::SYSCALL, op, f.aux | family_bits),
-        1,
-        bytes,
-        ret < 0,
-        Some(ns),
-    );
     if f.sock_seen == SOCK_SEEN_HOOK {
         // Probe and raw tiers of the socket layer: the row the sock:* tracepoints would have
-        // written, with the call's return value.
-        let send = syscall::is_send(op);
-        let p = if send {
-            path::SOCK_SEND
-        } else {
-            path::SOCK_RECV
-        };
-        // Raw tier of tcp_sendmsg: timed from its copy loop's first iteration to the call's
-        // return (no event marks tcp_sendmsg's own return there), riding in the socket row.
-        let (tcp_bit, tcp_ns) = if send && f.tcp_start_ns != 0 {
+        // written, with the call's return value, rides in the call's own row. Raw tier of
+        // tcp_sendmsg: timed from its copy loop's first iteration to the call's return (no
+        // event marks tcp_sendmsg's own return there), in the same row.
+        let (tcp_bit, tcp_ns) = if syscall::is_send(op) && f.tcp_start_ns != 0 {
             (aux::TCP_TIMED, Some(end_ns.saturating_sub(f.tcp_start_ns)))
         } else {
             (0, None)
         };
+        let key = CallKey {
+            tgid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+            op,
+            proto: f.proto,
+            aux: f.aux | family_bits | tcp_bit,
+        };
+        record_call(&key, bytes, ret < 0, ns, tcp_ns);
+    } else {
         record(
-            &key(pid_tgid, p, f.proto, family_bits | tcp_bit),
+            &key(pid_tgid, path::SYSCALL, op, f.aux | family_bits),
             1,
             bytes,
             ret < 0,
-            tcp_ns,
+            Some(ns),
         );
     }
     // Copies measured by a probe during this call (the tracepoint-only tier derives copy

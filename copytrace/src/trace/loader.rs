@@ -13,8 +13,8 @@ use aya::{
     maps::{Array, HashMap, MapData, RingBuf},
 };
 use copytrace_common::{
-    COMM_LEN, Config, InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, SpanEvent, StatKey, Stats,
-    TaskInfo, TpOffsets, filter, inflight, plan, syscall,
+    COMM_LEN, CallKey, CallStats, Config, InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, SpanEvent,
+    StatKey, Stats, TaskInfo, TpOffsets, filter, inflight, plan, syscall,
 };
 use log::debug;
 
@@ -538,22 +538,14 @@ impl Tracer {
         if tids.is_empty() {
             return Ok(0);
         }
-        let mut stats: aya::maps::PerCpuHashMap<&mut MapData, StatKey, Stats> =
-            map_mut(&mut self.ebpf, "STATS")?;
-        let dead: Vec<StatKey> = stats
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| tids.contains(&k.tid))
-            .collect();
-        for k in &dead {
-            // A key already gone (another reaper does not exist) is not an error worth failing on.
-            let _ = stats.remove(k);
-        }
+        let stats = remove_thread_rows::<StatKey, Stats>(&mut self.ebpf, "STATS", tids, |k| k.tid)?;
+        let calls =
+            remove_thread_rows::<CallKey, CallStats>(&mut self.ebpf, "CALLS", tids, |k| k.tid)?;
         let mut tasks: HashMap<&mut MapData, u32, TaskInfo> = map_mut(&mut self.ebpf, "TASKS")?;
         for tid in tids {
             let _ = tasks.remove(tid);
         }
-        Ok(dead.len())
+        Ok(stats + calls)
     }
 
     /// Move sampled spans from the ring buffer into `out`.
@@ -574,4 +566,25 @@ impl Tracer {
             l.flush();
         }
     }
+}
+
+/// Delete the rows of threads `tids` from the per-CPU map `name` (keys `K` naming their
+/// thread by `tid_of`); returns how many were deleted.
+fn remove_thread_rows<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    tids: &std::collections::HashSet<u32>,
+    tid_of: fn(&K) -> u32,
+) -> Result<usize> {
+    let mut map: aya::maps::PerCpuHashMap<&mut MapData, K, V> = map_mut(ebpf, name)?;
+    let dead: Vec<K> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| tids.contains(&tid_of(k)))
+        .collect();
+    for k in &dead {
+        // A key already gone (another reaper does not exist) is not an error worth failing on.
+        let _ = map.remove(k);
+    }
+    Ok(dead.len())
 }

@@ -5,7 +5,9 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuHashMap},
 };
-use copytrace_common::{HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall, uring};
+use copytrace_common::{
+    CallKey, CallStats, HIST_BUCKETS, StatKey, Stats, aux, counter, path, syscall, uring,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -87,6 +89,40 @@ fn split_tcp_timed(k: StatKey, v: Stats) -> Vec<(StatKey, Stats)> {
         ..v
     };
     vec![(sock, untimed), (tcp, v)]
+}
+
+/// A calls row ([`CallKey`], [`CallStats`]) is the rows it stands for: the system call, its
+/// socket-layer row (the same events, bytes and errors; a receive's or send's by the call),
+/// and with [`aux::TCP_TIMED`] the tcp_sendmsg the calls timed (split off as
+/// [`split_tcp_timed`] does for the tracepoint tier's socket rows).
+fn split_call(k: CallKey, v: &CallStats) -> Vec<(StatKey, Stats)> {
+    let syscall_key = StatKey {
+        tgid: k.tgid,
+        tid: k.tid,
+        path: path::SYSCALL,
+        op: k.op,
+        aux: k.aux & !aux::TCP_TIMED,
+    };
+    let socket_key = StatKey {
+        path: if syscall::is_send(k.op) {
+            path::SOCK_SEND
+        } else {
+            path::SOCK_RECV
+        },
+        op: k.proto,
+        aux: k.aux & (u32::from(u16::MAX) << aux::FAMILY_SHIFT | aux::TCP_TIMED),
+        ..syscall_key
+    };
+    // The socket row has no time of its own; with TCP_TIMED it carries the tcp_sendmsg's.
+    let timed = k.aux & aux::TCP_TIMED != 0;
+    let socket = Stats {
+        total_ns: if timed { v.tcp_ns } else { 0 },
+        hist: if timed { v.tcp_hist } else { [0; HIST_BUCKETS] },
+        ..v.call
+    };
+    let mut rows = vec![(syscall_key, v.call)];
+    rows.extend(split_tcp_timed(socket_key, socket));
+    rows
 }
 
 /// The tracer's own health counters, summed over CPUs.
@@ -191,6 +227,24 @@ impl Snapshot {
                 total.add(v);
             }
             for (k, v) in split_tcp_timed(k, total) {
+                rows.entry(k).or_insert(Stats::ZERO).add(&v);
+            }
+        }
+        let calls: PerCpuHashMap<&MapData, CallKey, CallStats> = map_ref(ebpf, "CALLS")?;
+        for item in calls.iter() {
+            let (k, per_cpu) = item.map_err(|source| crate::error::Error::Map {
+                map: "CALLS".into(),
+                source,
+            })?;
+            let mut total = CallStats::ZERO;
+            for v in per_cpu.iter() {
+                total.call.add(&v.call);
+                total.tcp_ns += v.tcp_ns;
+                for (a, b) in total.tcp_hist.iter_mut().zip(v.tcp_hist.iter()) {
+                    *a += b;
+                }
+            }
+            for (k, v) in split_call(k, &total) {
                 rows.entry(k).or_insert(Stats::ZERO).add(&v);
             }
         }
@@ -457,6 +511,70 @@ mod tests {
         let rows = split_tcp_timed(plain, v);
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].0, rows[0].1.total_ns), (plain, 900));
+    }
+
+    #[test]
+    fn a_calls_row_is_its_system_call_its_socket_row_and_the_tcp_sendmsg_it_timed() {
+        let inet = 2 << aux::FAMILY_SHIFT;
+        let k = CallKey {
+            tgid: 7,
+            tid: 8,
+            op: syscall::SENDMSG,
+            proto: 6,
+            aux: inet | aux::ZEROCOPY_REQUESTED | aux::TCP_TIMED,
+        };
+        let mut v = CallStats::ZERO;
+        v.call = Stats {
+            count: 3,
+            bytes: 192,
+            errors: 1,
+            total_ns: 3000,
+            ..Stats::ZERO
+        };
+        v.call.hist[10] = 3;
+        v.tcp_ns = 900;
+        v.tcp_hist[8] = 3;
+        let rows = split_call(k, &v);
+        let keys: Vec<_> = rows.iter().map(|(k, _)| (k.path, k.op, k.aux)).collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    path::SYSCALL,
+                    syscall::SENDMSG,
+                    inet | aux::ZEROCOPY_REQUESTED
+                ),
+                (path::SOCK_SEND, 6, inet),
+                (path::TCP_SENDMSG, 0, aux::DERIVED),
+            ]
+        );
+        assert!(rows.iter().all(|(k, _)| (k.tgid, k.tid) == (7, 8)));
+        let counts: Vec<_> = rows
+            .iter()
+            .map(|(_, s)| (s.count, s.bytes, s.errors, s.total_ns, s.hist.iter().sum()))
+            .collect();
+        assert_eq!(
+            counts,
+            [(3, 192, 1, 3000, 3), (3, 192, 1, 0, 0), (3, 192, 1, 900, 3)]
+        );
+        assert_eq!((rows[0].1.hist[10], rows[2].1.hist[8]), (3, 3));
+
+        // A receive, not timed in TCP: the call and its socket row.
+        let recv = CallKey {
+            op: syscall::RECVFROM,
+            aux: inet,
+            ..k
+        };
+        let rows = split_call(recv, &v);
+        let keys: Vec<_> = rows.iter().map(|(k, _)| (k.path, k.op, k.aux)).collect();
+        assert_eq!(
+            keys,
+            [
+                (path::SYSCALL, syscall::RECVFROM, inet),
+                (path::SOCK_RECV, 6, inet)
+            ]
+        );
+        assert_eq!((rows[1].1.count, rows[1].1.total_ns), (3, 0));
     }
 
     fn stats(hist_entries: &[(usize, u64)]) -> Stats {
