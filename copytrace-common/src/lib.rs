@@ -356,10 +356,11 @@ pub struct EntryVal {
     pub arg: u64,
 }
 
-/// A thread that switched out (key: tid).
+/// A traced thread's time off CPU (key: tid).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OffCpu {
+    /// When it last switched out; 0 while it runs.
     pub since_ns: u64,
     pub tgid: u32,
     pub _pad: u32,

@@ -81,9 +81,11 @@ static ARMED: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static ENTRY: LruHashMap<EntryKey, EntryVal> = LruHashMap::with_max_entries(65536, 0);
 
-/// Traced threads that are off CPU, keyed by tid: inserted at switch-out, removed at
-/// switch-in; a thread's last switch-out (after it exited) inserts nothing. Not an LRU map:
-/// its inserts cost microseconds here, on every context switch of a traced thread.
+/// Traced threads and since when they are off CPU (0: on CPU), keyed by tid: created at a
+/// thread's first switch out, updated in place at each switch, removed when the thread exits;
+/// a thread's last switch-out (after it exited) creates nothing. Not an LRU map (its inserts
+/// cost microseconds here), and no insert and delete per switch: in place, a traced ping-pong's
+/// `sched_switch` runs cost a quarter less.
 #[map]
 static OFFCPU: HashMap<u32, OffCpu> = HashMap::with_max_entries(65536, 0);
 
