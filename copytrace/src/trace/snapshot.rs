@@ -125,6 +125,35 @@ fn split_call(k: CallKey, v: &CallStats) -> Vec<(StatKey, Stats)> {
     rows
 }
 
+/// Every row of the per-CPU hash map `name`, its values summed over CPUs with `add`.
+fn summed_rows<K: aya::Pod, V: aya::Pod + Default>(
+    ebpf: &Ebpf,
+    name: &str,
+    add: fn(&mut V, &V),
+) -> Result<Vec<(K, V)>> {
+    let map: PerCpuHashMap<&MapData, K, V> = map_ref(ebpf, name)?;
+    map.iter()
+        .map(|item| {
+            let (k, per_cpu) = item.map_err(|source| crate::error::Error::Map {
+                map: name.into(),
+                source,
+            })?;
+            let mut total = V::default();
+            per_cpu.iter().for_each(|v| add(&mut total, v));
+            Ok((k, total))
+        })
+        .collect()
+}
+
+/// `CallStats` summed element-wise (across CPUs).
+fn add_call(total: &mut CallStats, v: &CallStats) {
+    total.call.add(&v.call);
+    total.tcp_ns += v.tcp_ns;
+    for (a, b) in total.tcp_hist.iter_mut().zip(v.tcp_hist.iter()) {
+        *a += b;
+    }
+}
+
 /// The tracer's own health counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -215,38 +244,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
-        let stats: PerCpuHashMap<&MapData, StatKey, Stats> = map_ref(ebpf, "STATS")?;
         let mut rows = BTreeMap::new();
-        for item in stats.iter() {
-            let (k, per_cpu) = item.map_err(|source| crate::error::Error::Map {
-                map: "STATS".into(),
-                source,
-            })?;
-            let mut total = Stats::ZERO;
-            for v in per_cpu.iter() {
-                total.add(v);
-            }
-            for (k, v) in split_tcp_timed(k, total) {
-                rows.entry(k).or_insert(Stats::ZERO).add(&v);
-            }
+        let mut add = |(k, v): (StatKey, Stats)| rows.entry(k).or_insert(Stats::ZERO).add(&v);
+        for (k, v) in summed_rows::<StatKey, Stats>(ebpf, "STATS", Stats::add)? {
+            split_tcp_timed(k, v).into_iter().for_each(&mut add);
         }
-        let calls: PerCpuHashMap<&MapData, CallKey, CallStats> = map_ref(ebpf, "CALLS")?;
-        for item in calls.iter() {
-            let (k, per_cpu) = item.map_err(|source| crate::error::Error::Map {
-                map: "CALLS".into(),
-                source,
-            })?;
-            let mut total = CallStats::ZERO;
-            for v in per_cpu.iter() {
-                total.call.add(&v.call);
-                total.tcp_ns += v.tcp_ns;
-                for (a, b) in total.tcp_hist.iter_mut().zip(v.tcp_hist.iter()) {
-                    *a += b;
-                }
-            }
-            for (k, v) in split_call(k, &total) {
-                rows.entry(k).or_insert(Stats::ZERO).add(&v);
-            }
+        for (k, v) in summed_rows::<CallKey, CallStats>(ebpf, "CALLS", add_call)? {
+            split_call(k, &v).into_iter().for_each(&mut add);
         }
         let counters_map: PerCpuArray<&MapData, u64> = map_ref(ebpf, "COUNTERS")?;
         let get = |idx: u32| -> Result<u64> {
