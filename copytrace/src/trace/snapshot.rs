@@ -29,9 +29,7 @@ impl StatsExt for Stats {
         self.bytes += o.bytes;
         self.errors += o.errors;
         self.total_ns += o.total_ns;
-        for (a, b) in self.hist.iter_mut().zip(o.hist.iter()) {
-            *a += b;
-        }
+        add_hist(&mut self.hist, &o.hist);
     }
 
     fn minus(&self, e: &Stats) -> Stats {
@@ -149,7 +147,12 @@ fn summed_rows<K: aya::Pod, V: aya::Pod + Default>(
 fn add_call(total: &mut CallStats, v: &CallStats) {
     total.call.add(&v.call);
     total.tcp_ns += v.tcp_ns;
-    for (a, b) in total.tcp_hist.iter_mut().zip(v.tcp_hist.iter()) {
+    add_hist(&mut total.tcp_hist, &v.tcp_hist);
+}
+
+/// Histogram `b` added bucket by bucket to `a`.
+fn add_hist(a: &mut [u64; HIST_BUCKETS], b: &[u64; HIST_BUCKETS]) {
+    for (a, b) in a.iter_mut().zip(b.iter()) {
         *a += b;
     }
 }
