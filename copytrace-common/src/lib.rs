@@ -300,7 +300,7 @@ pub mod inflight {
     pub const NESTED: u32 = 4;
 }
 
-/// A thread's tracked system call, between its enter and exit tracepoints (key: `pid_tgid`),
+/// A thread's tracked system call, between its enter and exit tracepoints (see [`InFlightSlot`]),
 /// or the thread's state between calls (see [`inflight`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -336,6 +336,21 @@ pub struct InFlight {
     /// found here again is a socket's inode, whatever became of the old one.
     pub sock_inode: u64,
 }
+
+/// A traced thread's slot in the in-flight array (`INFLIGHT_SLOTS`, indexed by tid modulo
+/// its length): `owner` is the thread's `pid_tgid` (0 = free). Only the owner reads or
+/// writes `call`; a thread whose slot another thread owns keeps its state in the `INFLIGHT`
+/// hash map instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlightSlot {
+    pub owner: u64,
+    pub call: InFlight,
+}
+
+/// Slots in the in-flight array: tids below this never share one (the kernel's default
+/// `pid_max` is 32768; 4 MiB of slots covers that and twice over).
+pub const INFLIGHT_SLOTS: u32 = 65536;
 
 /// Key of the `ENTRY` map pairing a function's entry with its return (kprobe/kretprobe,
 /// fentry/fexit where the exit needs something only the entry saw).
@@ -408,7 +423,10 @@ pub mod counter {
     /// other tracers attach to or detach from `sched_switch`, under fork churn, and after
     /// tasks whose switch out fires no `sched_switch`, such as a VM agent's threads).
     pub const OFFCPU_MISSED_SWITCH_IN: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Traced threads whose in-flight state went to the hash map because another live
+    /// thread owned their array slot (not a loss: the hash lookup costs more, nothing else).
+    pub const INFLIGHT_SHARED: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Tracepoint field offsets, read at run time from tracefs `format` files, so the programs do
@@ -553,6 +571,10 @@ pub struct Config {
     pub pids_in_map: u32,
     /// Filter mode COMMS: how many of [`Config::comms`] are set.
     pub n_comms: u32,
+    /// The in-flight array's length minus one (a power of two minus one): a thread's slot is
+    /// its tid masked with this. User space sets the array to that length.
+    pub inflight_slot_mask: u32,
+    pub _pad: u32,
     /// Filter mode COMMS: thread names to trace, NUL-padded.
     pub comms: [[u8; COMM_LEN]; MAX_CONFIG_COMMS],
     pub offsets: TpOffsets,
@@ -571,6 +593,8 @@ impl Config {
         pids: [0; MAX_CONFIG_PIDS],
         pids_in_map: 0,
         n_comms: 0,
+        inflight_slot_mask: 0,
+        _pad: 0,
         comms: [[0; COMM_LEN]; MAX_CONFIG_COMMS],
         offsets: TpOffsets::ZERO,
     };
@@ -585,6 +609,7 @@ mod user {
     unsafe impl aya::Pod for CallKey {}
     unsafe impl aya::Pod for CallStats {}
     unsafe impl aya::Pod for InFlight {}
+    unsafe impl aya::Pod for InFlightSlot {}
     unsafe impl aya::Pod for EntryKey {}
     unsafe impl aya::Pod for EntryVal {}
     unsafe impl aya::Pod for OffCpu {}
@@ -631,6 +656,7 @@ mod tests {
             size_of::<InFlight>(),
             8 + 8 + 8 + 4 + 4 + 2 * 4 + 4 + 4 + 8 + 8
         );
+        assert_eq!(size_of::<InFlightSlot>(), 8 + size_of::<InFlight>());
         assert_eq!(size_of::<EntryKey>(), 16);
         assert_eq!(size_of::<EntryVal>(), 16);
         assert_eq!(size_of::<OffCpu>(), 16);
@@ -646,6 +672,7 @@ mod tests {
                 + 4 * MAX_CONFIG_PIDS
                 + 4
                 + 4
+                + 4 * 2
                 + COMM_LEN * MAX_CONFIG_COMMS
                 + size_of::<TpOffsets>()
         );

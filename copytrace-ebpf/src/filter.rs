@@ -6,8 +6,9 @@ use copytrace_common::{
 };
 
 use crate::{
-    ARMED, CONFIG, INFLIGHT, PIDS,
+    ARMED, CONFIG, PIDS,
     rows::{bump, config_u32, key},
+    slots,
 };
 
 #[inline(always)]
@@ -105,7 +106,7 @@ pub fn window(pid_tgid: u64) -> Option<(*mut InFlight, bool)> {
     if !traced(pid_tgid) {
         return None;
     }
-    let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid) else {
+    let Some(f) = slots::get(pid_tgid) else {
         if armed() {
             bump(counter::UNKNOWN_CONTEXT);
         }
@@ -142,7 +143,7 @@ pub fn in_call(pid_tgid: u64) -> Option<*mut InFlight> {
     if !traced(pid_tgid) {
         return None;
     }
-    let f = INFLIGHT.get_ptr_mut(pid_tgid)?;
+    let f = slots::get(pid_tgid)?;
     let counted = inflight::ACTIVE | inflight::IN_WINDOW;
     // SAFETY: valid map value.
     (unsafe { (*f).state } & counted == counted).then_some(f)

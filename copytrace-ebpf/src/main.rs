@@ -19,14 +19,15 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use copytrace_common::{
-    CallKey, CallStats, Config, EntryKey, EntryVal, InFlight, OffCpu, StatKey, Stats, TaskInfo,
-    UringReq, counter,
+    CallKey, CallStats, Config, EntryKey, EntryVal, InFlight, InFlightSlot, OffCpu, StatKey, Stats,
+    TaskInfo, UringReq, counter,
 };
 
 // Shared machinery: who and when counts, stats rows, entry/return pairing.
 mod filter;
 mod pairing;
 mod rows;
+mod slots;
 
 // Kernel paths.
 mod completions;
@@ -64,12 +65,27 @@ static CALLS: PerCpuHashMap<CallKey, CallStats> = PerCpuHashMap::with_max_entrie
 #[map]
 static TASKS: HashMap<u32, TaskInfo> = HashMap::with_max_entries(16384, 0);
 
-/// Traced threads: their tracked system call in flight, or their state between calls, keyed
-/// by pid_tgid. An entry lives from the thread's first tracked call (or exit) after attach
-/// until the thread exits; updating it in place costs less than an insert and a delete per
-/// call.
+/// Traced threads: their tracked system call in flight, or their state between calls, one
+/// slot per thread indexed by tid (see `slots`). A slot lives from the thread's first
+/// tracked call (or exit) after attach until the thread exits; updating it in place costs
+/// less than an insert and a delete per call. User space sets the length (its default is
+/// [`copytrace_common::INFLIGHT_SLOTS`]) and maps it to find calls still open at disarm.
+#[map]
+static INFLIGHT_SLOTS: Array<InFlightSlot> =
+    Array::with_max_entries(copytrace_common::INFLIGHT_SLOTS, BPF_F_MMAPABLE);
+
+/// Which thread claimed each slot of `INFLIGHT_SLOTS` (slot index to pid_tgid): the claim's
+/// arbiter, since an insert of an existing key fails atomically. As long as the array.
+#[map]
+static SLOT_OWNERS: HashMap<u32, u64> =
+    HashMap::with_max_entries(copytrace_common::INFLIGHT_SLOTS, 0);
+
+/// Traced threads whose slot another live thread owns, keyed by pid_tgid.
 #[map]
 static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
+
+/// `BPF_F_MMAPABLE`: user space reads the array in place, not with a system call per slot.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// Whether the trace window is open (index 0, non-zero = armed). User space attaches every
 /// program first and then arms them all with one write, and disarms them with one write at

@@ -11,9 +11,10 @@ use aya_ebpf::{
 use copytrace_common::{OffCpu, StatKey, counter, filter, path};
 
 use crate::{
-    CONFIG, INFLIGHT, OFFCPU, PIDS,
+    CONFIG, OFFCPU, PIDS,
     filter::{armed, maybe_traced, traced},
     rows::{bump, config_u32, field, now, offsets, read_kernel, record},
+    slots,
 };
 
 /// Is the task being switched out (the current one) traced, and inside the window?
@@ -114,7 +115,7 @@ fn exit() {
     if tid != (pid_tgid >> 32) as u32 {
         let _ = PIDS.remove(tid);
     }
-    let _ = INFLIGHT.remove(pid_tgid);
+    slots::remove(pid_tgid);
     let _ = OFFCPU.remove(tid);
 }
 

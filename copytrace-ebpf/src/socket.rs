@@ -18,9 +18,10 @@ use aya_log_ebpf::info;
 use copytrace_common::{InFlight, aux, inflight, path, plan, syscall};
 
 use crate::{
-    ANNOUNCED, INFLIGHT, PLAN,
+    ANNOUNCED, PLAN,
     filter::window,
     rows::{field, key, now, offsets, read_kernel, record},
+    slots,
 };
 
 /// [`InFlight::sock_seen`]: a socket-layer event (tracepoint) was recorded during the call.
@@ -276,7 +277,7 @@ fn sock_hook(sock: *const u8) {
 #[inline(always)]
 fn mark_socket_call(fields: impl FnOnce() -> (u16, u16)) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid)
+    if let Some(f) = slots::get(pid_tgid)
         // SAFETY: valid map value owned by the current task.
         && unsafe { (*f).state } & inflight::ACTIVE != 0
     {

@@ -17,9 +17,10 @@ use copytrace_common::{
 };
 
 use crate::{
-    CONFIG, INFLIGHT, SAMPLE, SPANS,
+    CONFIG, SAMPLE, SPANS,
     filter::{armed, traced},
     rows::{bump, config_u32, field, key, now, offsets, read_kernel, record, record_call},
+    slots,
     socket::{SOCK_SEEN_HOOK, mark_fd_socket, sockets_by_fd},
 };
 
@@ -34,7 +35,7 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
     };
     let state = inflight::ACTIVE | if armed() { inflight::IN_WINDOW } else { 0 };
     let start_ns = now();
-    match INFLIGHT.get_ptr_mut(pid_tgid) {
+    match slots::get(pid_tgid) {
         // SAFETY: valid map value owned by the current task. The socket cache stays.
         Some(p) => unsafe {
             let f = &mut *p;
@@ -58,7 +59,7 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
                 ..InFlight::default()
             };
             mark_fd_socket(&mut v, fd);
-            if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
+            if !slots::insert(pid_tgid, &v) {
                 bump(counter::INFLIGHT_FULL);
             }
         }
@@ -68,8 +69,7 @@ fn on_enter(pid_tgid: u64, op: u16, flags: u64, fd: Option<u64>) {
 /// The thread is between tracked calls from now on (its first exit since attach).
 #[inline(always)]
 fn mark_between_calls(pid_tgid: u64) {
-    let v = InFlight::default();
-    if INFLIGHT.insert(pid_tgid, v, 0).is_err() {
+    if !slots::insert(pid_tgid, &InFlight::default()) {
         bump(counter::INFLIGHT_FULL);
     }
 }
@@ -79,7 +79,7 @@ fn mark_between_calls(pid_tgid: u64) {
 /// not copied (only a new call of this thread rewrites it).
 #[inline(always)]
 fn take_call(pid_tgid: u64) -> Option<(&'static mut InFlight, u32)> {
-    let p = INFLIGHT.get_ptr_mut(pid_tgid)?;
+    let p = slots::get(pid_tgid)?;
     // SAFETY: valid map value owned by the current task.
     Some(unsafe {
         let state = (*p).state;

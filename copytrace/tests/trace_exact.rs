@@ -104,8 +104,43 @@ fn sendmsg(fd: i32, parts: &[&[u8]]) -> usize {
 #[test]
 #[ignore = "needs root: run with `cargo xtask test`"]
 fn send_and_sendmsg_bytes_and_calls_are_exact() {
+    let c = sends_are_exact(TraceOptions::default().inflight_slots);
+    // The kernel's tids are below pid_max: with no more threads than slots, none share.
+    if pid_max() <= u64::from(copytrace_common::INFLIGHT_SLOTS) {
+        assert_eq!(c.inflight_shared, 0, "no thread of ours shares a slot");
+    }
+}
+
+/// The same with one slot for every thread: the first to claim it keeps its state there,
+/// the sender or the receiver (or both) and this test's other threads keep theirs in the
+/// hash map, and every number is still exact.
+#[test]
+#[ignore = "needs root: run with `cargo xtask test`"]
+fn sends_are_exact_when_threads_share_an_in_flight_slot() {
+    let c = sends_are_exact(1);
+    assert!(c.inflight_shared >= 1, "threads shared the one slot: {c:?}");
+}
+
+fn pid_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max is a number")
+}
+
+/// A sender thread's sends and sendmsgs and its receiver's receives, traced with an
+/// in-flight array of `inflight_slots`, checked against the test's own counts; returns the
+/// tracer's health counters.
+fn sends_are_exact(inflight_slots: u32) -> Counters {
     let _shared = shared();
-    let mut tracer = tracer_on_self();
+    let mut tracer = Tracer::start(&TraceOptions {
+        pids: vec![std::process::id()],
+        include_self: true,
+        inflight_slots,
+        ..Default::default()
+    })
+    .expect("tracer starts (are we root?)");
     let (tx_done, rx_done) = mpsc::channel();
     let (mut stream, receiver) = connection();
     // Sizes chosen to span one skb, several skbs and a partial page.
@@ -207,6 +242,7 @@ fn send_and_sendmsg_bytes_and_calls_are_exact() {
         "receive copy bytes"
     );
     assert_lost_only_hidden_switches(&snap.counters);
+    snap.counters
 }
 
 /// Nothing lost but off-CPU intervals whose switch in the kernel's `sched_switch` stream hid

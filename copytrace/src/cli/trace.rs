@@ -173,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             0
         },
         floor: args.floor,
-        comms: Vec::new(),
+        ..Default::default()
     };
     let mut tracer = match Tracer::start(&opts) {
         Ok(t) => t,

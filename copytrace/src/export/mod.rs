@@ -15,7 +15,8 @@
 //!   "intervals": [{end_s, syscalls: [...]}],             // with -i
 //!   "counters": {stats_full, inflight_full, unpaired_exits, unknown_context,
 //!                straddling_calls, pids_full, entry_full, ringbuf_full, uring_overflow,
-//!                offcpu_full, offcpu_missed_switch_in, skipped_runs, events},
+//!                offcpu_full, offcpu_missed_switch_in, skipped_runs, inflight_shared,
+//!                events},
 //!   "skipped_runs_by_program": {name: runs},             // when the kernel skipped some
 //!   "spans": {sampled, written, sample_every}
 //! }

@@ -13,8 +13,9 @@ use aya::{
     maps::{Array, HashMap, MapData, RingBuf},
 };
 use copytrace_common::{
-    COMM_LEN, CallKey, CallStats, Config, InFlight, MAX_CONFIG_COMMS, MAX_CONFIG_PIDS, SpanEvent,
-    StatKey, Stats, TaskInfo, TpOffsets, filter, inflight, plan, syscall,
+    COMM_LEN, CallKey, CallStats, Config, InFlight, InFlightSlot, MAX_CONFIG_COMMS,
+    MAX_CONFIG_PIDS, SpanEvent, StatKey, Stats, TaskInfo, TpOffsets, filter, inflight, plan,
+    syscall,
 };
 use log::debug;
 
@@ -22,7 +23,7 @@ use crate::{
     error::{Error, Result},
     trace::{
         TracerCost, btf, cost,
-        maps::{map_mut, map_ref},
+        maps::{MappedArray, map_mut, map_ref},
         planner::{self, KernelSymbols, PathDecision, Phase, PlanOptions, Tier},
         skipped,
         snapshot::Snapshot,
@@ -60,6 +61,11 @@ pub struct TraceOptions {
     /// Only threads with one of these names (`comm`, at most [`MAX_CONFIG_COMMS`] of at most
     /// 15 bytes); empty means any. Combines with `cgroup_id`, not with `pids`.
     pub comms: Vec<String>,
+    /// Length of the in-flight array, a power of two (default
+    /// [`copytrace_common::INFLIGHT_SLOTS`]): threads whose tids are equal modulo it share a
+    /// slot, and all but its first claimant keep their state in the hash map. Tests lower it
+    /// to make threads share.
+    pub inflight_slots: u32,
 }
 
 impl Default for TraceOptions {
@@ -73,6 +79,7 @@ impl Default for TraceOptions {
             sample_every: 0,
             floor: false,
             comms: Vec::new(),
+            inflight_slots: copytrace_common::INFLIGHT_SLOTS,
         }
     }
 }
@@ -270,12 +277,16 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
-/// Load the object with `config` (not attached to anything yet).
+/// Load the object with `config` (not attached to anything yet). The in-flight array and
+/// its claims map get the length `config`'s slot mask names.
 pub fn load_object(config: &Config) -> Result<Ebpf> {
     require_root()?;
     raise_memlock();
+    let slots = config.inflight_slot_mask + 1;
     Ok(EbpfLoader::new()
         .override_global("CONFIG", config, true)
+        .map_max_entries("INFLIGHT_SLOTS", slots)
+        .map_max_entries("SLOT_OWNERS", slots)
         .load(EBPF_OBJECT)?)
 }
 
@@ -300,6 +311,12 @@ impl Tracer {
             return Err(Error::Usage(
                 "trace either processes or thread names, not both".into(),
             ));
+        }
+        if !opts.inflight_slots.is_power_of_two() {
+            return Err(Error::Usage(format!(
+                "the in-flight array's length must be a power of two, not {}",
+                opts.inflight_slots
+            )));
         }
         let (n_comms, comms) = comm_config(&opts.comms)?;
         let config = Config {
@@ -329,6 +346,8 @@ impl Tracer {
                 a
             },
             pids_in_map: u32::from(opts.follow_children || opts.pids.len() > MAX_CONFIG_PIDS),
+            inflight_slot_mask: opts.inflight_slots - 1,
+            _pad: 0,
             offsets: read_offsets(&root)?,
         };
         let mut ebpf = load_object(&config)?;
@@ -449,17 +468,24 @@ impl Tracer {
         }
     }
 
-    /// Calls inside the window that counted a nested event and have not exited yet.
+    /// Calls inside the window that counted a nested event and have not exited yet: in the
+    /// threads' own slots and in the hash map of those that share one.
     fn open_calls(&self) -> Result<usize> {
-        let m: HashMap<&MapData, u64, InFlight> = map_ref(&self.ebpf, "INFLIGHT")?;
         let open = inflight::ACTIVE | inflight::IN_WINDOW | inflight::NESTED;
-        let mut n = 0;
+        let is_open = |f: &InFlight| usize::from(f.state & open == open);
+        let slots: MappedArray<InFlightSlot> = MappedArray::new(&self.ebpf, "INFLIGHT_SLOTS")?;
+        let mut n: usize = slots
+            .values()
+            .filter(|s| s.owner != 0)
+            .map(|s| is_open(&s.call))
+            .sum();
+        let m: HashMap<&MapData, u64, InFlight> = map_ref(&self.ebpf, "INFLIGHT")?;
         for item in m.iter() {
             let (_, f) = item.map_err(|source| Error::Map {
                 map: "INFLIGHT".into(),
                 source,
             })?;
-            n += usize::from(f.state & open == open);
+            n += is_open(&f);
         }
         Ok(n)
     }

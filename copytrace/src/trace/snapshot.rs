@@ -198,6 +198,11 @@ pub struct Counters {
     /// ran on the CPU, see [`crate::trace::skipped`]): each is an event missing.
     #[serde(default)]
     pub skipped_runs: u64,
+    /// Traced threads whose in-flight state went to the hash map because another live
+    /// thread owned their slot of the in-flight array (tids equal modulo its length). Not a
+    /// loss: each of their events costs one hash lookup more.
+    #[serde(default)]
+    pub inflight_shared: u64,
     /// Events recorded (sum of all row counts).
     pub events: u64,
 }
@@ -231,6 +236,7 @@ impl Counters {
                 .offcpu_missed_switch_in
                 .saturating_sub(e.offcpu_missed_switch_in),
             skipped_runs: self.skipped_runs.saturating_sub(e.skipped_runs),
+            inflight_shared: self.inflight_shared.saturating_sub(e.inflight_shared),
             events: self.events.saturating_sub(e.events),
         }
     }
@@ -278,6 +284,7 @@ impl Snapshot {
             offcpu_full: get(counter::OFFCPU_FULL)?,
             offcpu_missed_switch_in: get(counter::OFFCPU_MISSED_SWITCH_IN)?,
             skipped_runs: 0,
+            inflight_shared: get(counter::INFLIGHT_SHARED)?,
             events: rows.values().map(|s: &Stats| s.count).sum(),
         };
         let mut snap = Snapshot {
