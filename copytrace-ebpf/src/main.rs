@@ -15,6 +15,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -83,9 +84,6 @@ static SLOT_OWNERS: HashMap<u32, u64> =
 /// Traced threads whose slot another live thread owns, keyed by pid_tgid.
 #[map]
 static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
-
-/// `BPF_F_MMAPABLE`: user space reads the array in place, not with a system call per slot.
-const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// Whether the trace window is open (index 0, non-zero = armed). User space attaches every
 /// program first and then arms them all with one write, and disarms them with one write at

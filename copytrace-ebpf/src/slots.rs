@@ -11,15 +11,13 @@
 //! insert into `SLOT_OWNERS` that fails if the slot's key exists (the kernel does it under
 //! the bucket's lock): once per thread, not per call. The owner frees its slot when it exits
 //! (`sched`). Only the owner touches `call`.
+use aya_ebpf::bindings::BPF_NOEXIST;
 use copytrace_common::{InFlight, InFlightSlot, counter};
 
 use crate::{
     CONFIG, INFLIGHT, INFLIGHT_SLOTS, SLOT_OWNERS,
     rows::{bump, config_u32},
 };
-
-/// `BPF_NOEXIST`: the insert fails if the key exists.
-const BPF_NOEXIST: u64 = 1;
 
 /// The array slot for `pid_tgid`'s thread, whoever owns it, and its index.
 #[inline(always)]
@@ -48,7 +46,9 @@ pub fn get(pid_tgid: u64) -> Option<*mut InFlight> {
 #[inline(always)]
 pub fn insert(pid_tgid: u64, v: &InFlight) -> bool {
     if let Some((idx, s)) = slot(pid_tgid)
-        && SLOT_OWNERS.insert(idx, pid_tgid, BPF_NOEXIST).is_ok()
+        && SLOT_OWNERS
+            .insert(idx, pid_tgid, BPF_NOEXIST as u64)
+            .is_ok()
     {
         // SAFETY: the slot is the current thread's from now on; `call` before `owner`, so
         // the owner never reads another thread's state as its own.

@@ -60,7 +60,11 @@ impl<V: aya::Pod> MappedArray<V> {
         let len = info.max_entries() as usize;
         // The kernel lays out mmapable array values at their size rounded up to 8 bytes;
         // every shared type is a multiple of 8 (`layouts_have_no_implicit_padding`).
-        debug_assert_eq!(size_of::<V>() % 8, 0);
+        assert_eq!(
+            size_of::<V>() % 8,
+            0,
+            "{name}: value size not a multiple of 8"
+        );
         let bytes = len * size_of::<V>();
         // SAFETY: a shared read-only mapping of a map fd, of the array's own size; the kernel
         // checks both.
